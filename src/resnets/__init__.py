@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ResnetsError, UnknownNameError
+from .host_memory import retain_freed_memory
 from .models.config import ResNetConfig
 from .models.cost import ModelCost, config_cost, count_cost
 from .models.registry import get_config, list_models, register
@@ -23,7 +24,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ModelCost", "ResNet", "ResNetConfig", "ResnetsError", "UnknownNameError", "config_cost", "count_cost",
-    "create_model", "get_config", "list_models", "load_model", "load_weights", "register", "save_model",
+    "create_model", "get_config", "list_models", "load_model", "load_weights", "register", "retain_freed_memory",
+    "save_model",
 ]
 
 

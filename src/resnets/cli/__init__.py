@@ -22,6 +22,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("export", "export to ONNX or TorchScript with a parity check"),
 }
 
+# Commands that run networks: they keep freed host memory for reuse (resnets.host_memory) unless told not to.
+RETAINING_MEMORY = {"train", "eval", "bench", "predict"}
+
 
 def _load(module: str):
     return importlib.import_module(f"{__name__}.{module}")
@@ -39,6 +42,11 @@ def build_parser(commands: dict[str, tuple[str, str]] | None = None) -> argparse
             raise
         command_parser = sub.add_parser(name, help=help_text, description=help_text)
         mod.add_arguments(command_parser)
+        if name in RETAINING_MEMORY:
+            command_parser.add_argument(
+                "--release-memory", action="store_true",
+                help="hand freed host memory back to the OS after every use, as the C library does by default "
+                     "(slower on CPU: every batch page-faults its buffers in again; smaller idle footprint)")
         command_parser.set_defaults(_run=mod.run)
     return parser
 
@@ -53,6 +61,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0 if not argv else 2
     try:
+        if args.command in RETAINING_MEMORY and not getattr(args, "release_memory", False):
+            from ..host_memory import retain_freed_memory
+
+            retain_freed_memory()
         return int(args._run(args) or 0)
     except ResnetsError as exc:
         print(f"error: {_one_line(exc)}", file=sys.stderr)

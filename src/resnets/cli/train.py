@@ -37,13 +37,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 # Flags a resumed run may change: they do not alter the result. Everything else comes from the run.
-_RESUME_FLAGS = {"resume", "workers", "device", "no_progress", "json"}
+_RESUME_FLAGS = {"resume", "workers", "device", "no_progress", "json", "release_memory"}
 
 
 def run(args: argparse.Namespace) -> int:
     from ..errors import ResnetsError
     from ..train.engine import Trainer, TrainOptions
 
+    retain = not getattr(args, "release_memory", False)  # the flag is added by the cli package
     if args.resume:
         defaults = vars(build_defaults())
         changed = [k for k, v in vars(args).items() if k in defaults and k not in _RESUME_FLAGS and v != defaults[k]]
@@ -51,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
             flags = ", ".join("--" + k.replace("_", "-") for k in changed)
             raise ResnetsError(f"--resume continues the run with its own settings; drop {flags}")
         trainer = Trainer(TrainOptions(progress=not args.no_progress, workers=args.workers, device=args.device,
-                                       log_to_stderr=args.json), resume_dir=args.resume)
+                                       log_to_stderr=args.json, retain_memory=retain),
+                          resume_dir=args.resume)
     else:
         options = TrainOptions(
             data=args.data, recipe=args.recipe, model=args.model, out=args.out, epochs=args.epochs,
@@ -59,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
             workers=args.workers, device=args.device, weights=args.weights, reset_head=args.reset_head,
             strict=args.strict, channels_last=args.channels_last, compile=args.compile, sync_bn=args.sync_bn,
             save_every=args.save_every, deterministic=args.deterministic, progress=not args.no_progress,
-            log_to_stderr=args.json,
+            log_to_stderr=args.json, retain_memory=retain,
         )
         trainer = Trainer(options)
     summary = trainer.run()

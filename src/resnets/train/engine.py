@@ -29,6 +29,7 @@ from ..data.samplers import RepeatAugSampler, ShuffleSampler
 from ..data.transforms import TrainAugConfig, build_eval_transform, build_train_transform
 from ..errors import ResnetsError
 from ..evaluate import run_accuracy
+from ..host_memory import host_memory_policy, retain_freed_memory
 from .checkpoint import (
     BEST_WEIGHTS,
     LAST_WEIGHTS,
@@ -47,8 +48,9 @@ from .run_dir import library_versions, write_json, write_metrics, write_text
 from .schedule import build_schedule
 
 KILL_ENV = "RESNETS_KILL_AT_STEP"
-RUNTIME_OPTIONS = ("progress", "workers", "device", "log_to_stderr")
-"""Options a resumed run may change: they do not alter the result."""  # test hook: SIGKILL this process right after that optimiser step
+"""Test hook: SIGKILL this process right after that optimiser step."""
+RUNTIME_OPTIONS = ("progress", "workers", "device", "log_to_stderr", "retain_memory")
+"""Options a resumed run may change: they do not alter the result."""
 
 
 class TrainingDiverged(ResnetsError):
@@ -89,6 +91,9 @@ class TrainOptions:
     progress: bool = True
     log_to_stderr: bool = False
     """Send progress lines to stderr (keeps stdout clean for `--json`)."""
+    retain_memory: bool = True
+    """Reuse freed host memory instead of handing it back to the kernel every step (see resnets.host_memory):
+    ~1.2x faster CPU steps for a process that keeps its peak footprint. Off: the C library's default."""
 
 
 def resolve_recipe(options: TrainOptions) -> Recipe:
@@ -177,6 +182,8 @@ class Trainer:
             options.out = str(run_dir)
         check_options(options)
         self.options = options
+        if options.retain_memory:
+            retain_freed_memory()
         self.recipe = recipe = resolve_recipe(options)
         model_name = recipe.model
         if options.data is None:
@@ -406,7 +413,7 @@ class Trainer:
             "batch_per_process": self.rank_batch, "grad_accum": self.recipe.grad_accum, "lr": self.lr,
             "lr_rule": "given" if self.recipe_lr_explicit() else self.recipe.lr_scaling,
             "amp_dtype": str(self.amp_dtype).replace("torch.", "") if self.amp_dtype else "float32",
-            "device": str(self.ctx.device), "options": asdict(self.options),
+            "device": str(self.ctx.device), "host_memory": host_memory_policy(), "options": asdict(self.options),
             "model_config": self.model.config.to_dict(), "classes": self.classes, "versions": library_versions(),
         })
         write_text(self.run_dir / "recipe.yaml", self.recipe.to_yaml())
