@@ -18,20 +18,14 @@ all alike; medians and ratios are reported, with the system (kernel) time and pa
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import multiprocessing
-import resource
-import statistics
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 
 import resnets
+from process_runner import ProcessContender, measure_in_processes
 from resnets.data.mixup import Mixup
-from resnets.host_memory import retain_freed_memory
 from resnets.train.losses import build_loss
 from resnets.train.optim import build_optimizer
 from resnets.train.recipe import load_recipe
@@ -96,75 +90,22 @@ def _timm_step(name: str, img_size: int, batch: int, channels_last: bool) -> Ste
     return step
 
 
-@dataclass(frozen=True)
-class Contender:
-    library: str  # "resnets" or "timm"
-    mode: str  # "eager", "channels_last" or (resnets only) "compile"
-    retain_memory: bool
-
-    @property
-    def label(self) -> str:
-        label = f"{self.library} {self.mode}"
-        if self.library == "timm" and self.retain_memory:
-            label += " + retained memory"
-        if self.library == "resnets" and not self.retain_memory:
-            label += " + released memory"
-        return label
+def _label(library: str, mode: str, retain_memory: bool) -> str:
+    label = f"{library} {mode}"
+    if library == "timm" and retain_memory:
+        label += " + retained memory"
+    return label
 
 
-def _serve(conn, contender: Contender, name: str, img_size: int, batch: int, threads: int, warmup: int) -> None:
-    """Child process: build one contender's step, warm it up, then run a timed step per request."""
-    torch.set_num_threads(threads)
-    torch.manual_seed(0)
-    if contender.retain_memory:
-        retain_freed_memory()  # what `resnets train` does before it builds anything
-    if contender.library == "resnets":
-        step = _our_step(name, img_size, batch, contender.mode)
-    else:
-        step = _timm_step(name, img_size, batch, channels_last=contender.mode == "channels_last")
-    for _ in range(warmup):
-        step()
-    conn.send("ready")
-    while conn.recv() == "step":
-        before = resource.getrusage(resource.RUSAGE_SELF)
-        start = time.perf_counter()
-        step()
-        wall = time.perf_counter() - start
-        after = resource.getrusage(resource.RUSAGE_SELF)
-        conn.send((wall, after.ru_stime - before.ru_stime, after.ru_minflt - before.ru_minflt))
-    conn.close()
-
-
-def measure(contenders: list[Contender], name: str, args: argparse.Namespace) -> dict[Contender, dict[str, float]]:
-    """Per contender: median img/s, median system seconds and page faults per step; reps interleave."""
-    context = multiprocessing.get_context("spawn")
-    workers = []
-    try:
-        for contender in contenders:  # one at a time, so warm-up (and compilation) runs on a quiet machine
-            parent, child = context.Pipe()
-            process = context.Process(target=_serve, args=(child, contender, name, args.img_size, args.batch_size,
-                                                           args.threads, args.warmup), daemon=True)
-            process.start()
-            child.close()  # so a crashed child reads as EOFError here, not a hang
-            if parent.recv() != "ready":
-                raise RuntimeError(f"{contender.label} did not start")
-            workers.append((contender, parent, process))
-        samples: dict[Contender, list[tuple[float, float, int]]] = {c: [] for c in contenders}
-        for _ in range(args.reps):
-            for contender, conn, _process in workers:
-                conn.send("step")
-                samples[contender].append(conn.recv())
-    finally:
-        for _contender, conn, process in workers:
-            with contextlib.suppress(BrokenPipeError, OSError):
-                conn.send("stop")
-            process.join(timeout=30)
-            if process.is_alive():
-                process.kill()
-    return {c: {"img_per_s": args.batch_size / statistics.median(s[0] for s in rows),
-                "sys_s_per_step": statistics.median(s[1] for s in rows),
-                "faults_per_step": statistics.median(s[2] for s in rows)}
-            for c, rows in samples.items()}
+def _contenders(name: str, args: argparse.Namespace) -> list[ProcessContender]:
+    """timm as its train.py runs (default memory policy), then ours as `resnets train` runs (retained)."""
+    shape = (name, args.img_size, args.batch_size)
+    timm_runs = [("eager", False), ("channels_last", False)] + ([] if args.no_policy_row else [("channels_last", True)])
+    contenders = [ProcessContender(_label("timm", mode, retain), _timm_step, (*shape, mode == "channels_last"), retain)
+                  for mode, retain in timm_runs]
+    contenders += [ProcessContender(_label("resnets", mode, True), _our_step, (*shape, mode), True)
+                   for mode in args.modes.split(",")]
+    return contenders
 
 
 def main() -> None:
@@ -185,22 +126,20 @@ def main() -> None:
         args.models, args.img_size, args.batch_size, args.reps, args.modes = "resnet18", 96, 16, 3, \
             "eager,channels_last"
 
-    contenders = [Contender("timm", "eager", False), Contender("timm", "channels_last", False)]
-    if not args.no_policy_row:
-        contenders.append(Contender("timm", "channels_last", True))
-    contenders += [Contender("resnets", mode, True) for mode in args.modes.split(",")]
     records = []
     for name in args.models.split(","):
-        results = measure(contenders, name, args)
-        timm_eager = results[contenders[0]]["img_per_s"]
-        timm_channels_last = results[contenders[1]]["img_per_s"]
-        for contender, result in results.items():
+        contenders = _contenders(name, args)
+        results = measure_in_processes(contenders, reps=args.reps, warmup=args.warmup, threads=args.threads)
+        timm_eager = args.batch_size / results[contenders[0].label].seconds
+        timm_channels_last = args.batch_size / results[contenders[1].label].seconds
+        for label, stats in results.items():
+            rate = args.batch_size / stats.seconds
             records.append({"model": name, "img_size": args.img_size, "batch_size": args.batch_size,
-                            "contender": contender.label, "img_per_s": round(result["img_per_s"], 2),
-                            "vs_timm_eager": round(result["img_per_s"] / timm_eager, 3),
-                            "vs_timm_channels_last": round(result["img_per_s"] / timm_channels_last, 3),
-                            "sys_s_per_step": round(result["sys_s_per_step"], 3),
-                            "page_faults_per_step": int(result["faults_per_step"])})
+                            "contender": label, "img_per_s": round(rate, 2),
+                            "vs_timm_eager": round(rate / timm_eager, 3),
+                            "vs_timm_channels_last": round(rate / timm_channels_last, 3),
+                            "sys_s_per_step": round(stats.kernel_seconds, 3),
+                            "page_faults_per_step": stats.page_faults})
     if args.json:
         print(json.dumps(records, indent=2))
         return
