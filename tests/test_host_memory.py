@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 
@@ -13,27 +14,30 @@ import pytest
 glibc_only = pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc",
                                 reason="the policy switches glibc's allocator")
 
-# Allocates, touches and frees a 64 MiB tensor repeatedly, then prints the policy and the page faults the
-# last round took: the kernel maps 4 KiB pages, so a fresh buffer costs ~16k faults and a reused one ~0.
+# Allocates, touches and frees a 64 MiB tensor repeatedly and prints the policy and the page faults of each
+# round: the kernel maps 4 KiB pages, so a fresh buffer costs ~16k faults and a reused one ~0. Under the
+# retained policy an early round may still grow the heap once (a small allocation can land behind the freed
+# buffer), so the tests look at the median round, which is the steady state a training loop lives in.
 _PROBE = """
 import resource, sys, torch
 from resnets.host_memory import host_memory_policy, retain_freed_memory
 if sys.argv[1] == "retain":
     retain_freed_memory()
-for _ in range(3):
+faults = []
+for _ in range(9):
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     torch.ones(16 * 2**20).sum()
-before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-torch.ones(16 * 2**20).sum()
-print(host_memory_policy(), resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+    faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+print(host_memory_policy(), *faults)
 """
 
 
-def _probe(policy: str) -> tuple[str, int]:
+def _probe(policy: str) -> tuple[str, list[int]]:
     result = subprocess.run([sys.executable, "-c", _PROBE, policy], capture_output=True, text=True, timeout=120,
                             env=dict(os.environ, OMP_NUM_THREADS="1"))
     assert result.returncode == 0, result.stderr[-2000:]
-    state, faults = result.stdout.split()
-    return state, int(faults)
+    state, *faults = result.stdout.split()
+    return state, [int(count) for count in faults]
 
 
 @glibc_only
@@ -41,8 +45,8 @@ def test_retained_memory_is_reused_without_page_faults():
     default_state, default_faults = _probe("default")
     retained_state, retained_faults = _probe("retain")
     assert default_state == "default" and retained_state == "retained"
-    assert default_faults > 8000  # the 64 MiB buffer was mapped afresh
-    assert retained_faults < 200
+    assert min(default_faults) > 8000  # every round mapped the 64 MiB buffer afresh
+    assert statistics.median(retained_faults) < 200, retained_faults
 
 
 @glibc_only
