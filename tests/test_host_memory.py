@@ -16,15 +16,17 @@ glibc_only = pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ve
 
 # Allocates, touches and frees a 64 MiB tensor repeatedly and prints the policy and the page faults of each
 # round: the kernel maps 4 KiB pages, so a fresh buffer costs ~16k faults and a reused one ~0. Under the
-# retained policy an early round may still grow the heap once (a small allocation can land behind the freed
-# buffer), so the tests look at the median round, which is the steady state a training loop lives in.
+# retained policy the first rounds may still grow the heap (a small allocation can land behind the freed
+# buffer, and an aligned request does not fit the hole it left until neighbours coalesce): one or two rounds
+# here, five on the CI machine. So the test judges the second half of 40 rounds, the steady state a training
+# loop lives in.
 _PROBE = """
 import resource, sys, torch
 from resnets.host_memory import host_memory_policy, retain_freed_memory
 if sys.argv[1] == "retain":
     retain_freed_memory()
 faults = []
-for _ in range(9):
+for _ in range(40):
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     torch.ones(16 * 2**20).sum()
     faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
@@ -46,7 +48,8 @@ def test_retained_memory_is_reused_without_page_faults():
     retained_state, retained_faults = _probe("retain")
     assert default_state == "default" and retained_state == "retained"
     assert min(default_faults) > 8000  # every round mapped the 64 MiB buffer afresh
-    assert statistics.median(retained_faults) < 200, retained_faults
+    steady_state = retained_faults[len(retained_faults) // 2:]
+    assert statistics.median(steady_state) < 200, retained_faults
 
 
 @glibc_only
