@@ -34,7 +34,7 @@ RSB_A3_AUGMENT = "rand-m6-mstd0.5-inc1"  # REFERENCE.md 3.1, RSB A3
 
 
 def build_ours(data: Path, args: argparse.Namespace):
-    from resnets.data.datasets import build_dataset
+    from resnets.data.build import build_dataset
     from resnets.data.loader import BatchPreprocessor, build_loader
     from resnets.data.samplers import ShuffleSampler
     from resnets.data.transforms import TrainAugConfig, build_train_transform

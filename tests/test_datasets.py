@@ -11,7 +11,8 @@ import pytest
 import torch
 from PIL import Image
 
-from resnets.data.datasets import SampleRef, Skipped, SkippedImages, build_dataset
+from resnets.data.build import build_dataset
+from resnets.data.datasets import SampleRef, Skipped, SkippedImages
 from resnets.data.digits import stratified_split
 from resnets.data.shards import expand_braces, write_shards
 from resnets.data.transforms import TrainAugConfig, build_train_transform

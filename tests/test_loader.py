@@ -8,7 +8,8 @@ import torch
 from PIL import Image
 from torchvision.transforms import v2 as T
 
-from resnets.data.datasets import SkippedImages, build_dataset
+from resnets.data.build import build_dataset
+from resnets.data.datasets import SkippedImages
 from resnets.data.loader import Batch, BatchPreprocessor, build_loader, collate_batch
 from resnets.data.samplers import ShuffleSampler
 from resnets.data.transforms import TrainAugConfig, build_eval_transform, build_train_transform

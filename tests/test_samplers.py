@@ -7,7 +7,8 @@ import collections
 import pytest
 import torch
 
-from resnets.data.datasets import SampleRef, build_dataset
+from resnets.data.build import build_dataset
+from resnets.data.datasets import SampleRef
 from resnets.data.loader import build_loader
 from resnets.data.samplers import RepeatAugSampler, ShuffleSampler, sample_seed
 from resnets.data.transforms import TrainAugConfig, build_train_transform

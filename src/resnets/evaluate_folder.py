@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from .data.datasets import build_dataset
+from .data.build import build_dataset
 from .data.loader import BatchPreprocessor, build_loader
 from .data.transforms import build_eval_transform
 from .errors import ResnetsError

@@ -9,10 +9,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .. import create_model, save_model
 from ..errors import ResnetsError
 from ..models.registry import get_config
 from ..weights.convert import CONVERTERS
+from ..weights.factory import create_model, save_model
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -331,7 +331,7 @@ def run_bench(models: Iterable[str | tuple[str, ResNet]], settings: BenchSetting
         name, model = (item, None) if isinstance(item, str) else item
         try:
             if model is None:
-                from .. import create_model
+                from ..weights.factory import create_model
 
                 model = create_model(name).eval()
         except (Exception, MemoryError) as exc:

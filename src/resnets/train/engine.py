@@ -21,8 +21,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from .. import create_model
-from ..data.datasets import build_dataset
+from ..data.build import build_dataset
 from ..data.loader import BatchPreprocessor, build_loader
 from ..data.mixup import Mixup
 from ..data.samplers import RepeatAugSampler, ShuffleSampler
@@ -30,6 +29,7 @@ from ..data.transforms import TrainAugConfig, build_eval_transform, build_train_
 from ..errors import ResnetsError
 from ..evaluate import run_accuracy
 from ..host_memory import host_memory_policy, retain_freed_memory
+from ..weights.factory import create_model
 from .checkpoint import (
     BEST_WEIGHTS,
     LAST_WEIGHTS,

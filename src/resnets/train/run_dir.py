@@ -20,7 +20,7 @@ def library_versions() -> dict[str, str]:
     import torch
     import torchvision
 
-    from .. import __version__
+    from ..version import __version__
 
     return {"resnets": __version__, "torch": torch.__version__, "torchvision": torchvision.__version__,
             "numpy": numpy.__version__, "python": platform.python_version()}

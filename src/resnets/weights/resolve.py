@@ -27,7 +27,7 @@ def has_resnets_config(path: str | Path) -> bool:
 def model_from_weights(weights: str | Path, model_name: str | None = None) -> ResNet:
     """A model ready for inference from a weight file: ours carry their config; timm/torchvision
     files need `model_name` to say which architecture they hold."""
-    from .. import create_model, load_model
+    from .factory import create_model, load_model
 
     if has_resnets_config(weights):
         model = load_model(weights)

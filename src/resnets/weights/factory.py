@@ -1,0 +1,80 @@
+"""Building models from presets and weight files: create_model, load_model, load_weights, save_model.
+
+This is the layer that joins the model definitions (``resnets.models``) with the weight readers and converters
+(``resnets.weights``); the package facade re-exports it, and nothing below it imports the facade.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from ..errors import ResnetsError
+from ..models.config import ResNetConfig
+from ..models.registry import get_config
+from ..models.resnet import ResNet
+from .convert import convert_state_dict
+from .io import read_state_dict, save_weights
+from .load import load_into
+
+
+def create_model(name: str, num_classes: int | None = None, weights: str | Path | None = None, *,
+                 reset_head: bool = False, source: str = "resnets", **overrides: Any) -> ResNet:
+    """Build the preset `name`, optionally loading `weights` (ours, timm's or torchvision's).
+
+    `num_classes` defaults to the checkpoint's class count when weights are given, else the preset's (1000).
+    `overrides` change any ResNetConfig field (e.g. drop_path_rate=0.05, act="silu").
+    """
+    config = get_config(name)
+    state_dict, metadata = (None, {})
+    if weights is not None:
+        state_dict, metadata = read_state_dict(weights)
+        state_dict = convert_state_dict(state_dict, source)
+        if num_classes is None and not reset_head and "fc.weight" in state_dict:
+            num_classes = state_dict["fc.weight"].shape[0]
+    config = config.replace(num_classes=config.num_classes if num_classes is None else num_classes, **overrides)
+    model = ResNet(config)
+    if state_dict is not None:
+        load_into(model, state_dict, reset_head=reset_head, model_name=name)
+        model.class_names = _class_names(metadata, config.num_classes) if not reset_head else None
+    return model
+
+
+def load_model(path: str | Path, **overrides: Any) -> ResNet:
+    """Rebuild a model from one of our safetensors files, whose metadata carries its config."""
+    state_dict, metadata = read_state_dict(path)
+    if "config" not in metadata:
+        raise ResnetsError(f"{path} carries no model config (not written by resnets): use "
+                           "create_model(NAME, weights=PATH) and name the architecture")
+    config = ResNetConfig.from_json(metadata["config"])
+    if overrides:
+        config = config.replace(**overrides)
+    model = ResNet(config)
+    load_into(model, convert_state_dict(state_dict, "resnets"), model_name=config.name or str(path))
+    model.class_names = _class_names(metadata, config.num_classes)
+    return model
+
+
+def load_weights(model: ResNet, weights: str | Path, *, reset_head: bool = False, source: str = "resnets") -> None:
+    """Load a weight file into an existing model (strict; `reset_head` keeps the model's classifier)."""
+    state_dict, metadata = read_state_dict(weights)
+    load_into(model, convert_state_dict(state_dict, source), reset_head=reset_head,
+              model_name=model.config.name or "model")
+    if not reset_head:
+        model.class_names = _class_names(metadata, model.config.num_classes)
+
+
+def save_model(model: ResNet, path: str | Path, class_names: list[str] | None = None) -> None:
+    """Write the model's weights with its config (and class names) in the safetensors metadata."""
+    names = class_names if class_names is not None else getattr(model, "class_names", None)
+    save_weights(model.state_dict(), path, config=model.config, class_names=names)
+
+
+def _class_names(metadata: dict[str, str], num_classes: int) -> list[str] | None:
+    if "class_names" not in metadata:
+        return None
+    names = json.loads(metadata["class_names"])
+    return names if len(names) == num_classes else None
+
+
