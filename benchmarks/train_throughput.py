@@ -25,39 +25,28 @@ import torch
 
 import resnets
 from process_runner import ProcessContender, measure_in_processes
-from resnets.data.mixup import Mixup
-from resnets.train.losses import build_loss
-from resnets.train.optim import build_optimizer
+from resnets.train.bench import build_bench_step
 from resnets.train.recipe import load_recipe
 
 Step = Callable[[], None]
 
 
 def _our_step(name: str, img_size: int, batch: int, mode: str) -> Step:
+    """The engine's own TrainStep (what `resnets train` and `resnets bench --train` run) with RSB-A3's parts."""
     recipe = load_recipe("rsb-a3")
     model = resnets.create_model(name, num_classes=1000)
     channels_last = mode in ("channels_last", "compile")
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     model.train()
-    optimizer = build_optimizer(model, recipe, lr=recipe.lr)
-    loss_fn = build_loss(recipe)
-    mixup = Mixup(1000, mixup_alpha=recipe.mixup_alpha, cutmix_alpha=recipe.cutmix_alpha,
-                  generator=torch.Generator().manual_seed(0), label_smoothing=recipe.label_smoothing)
-    forward = torch.compile(model) if mode == "compile" else model
+    step = build_bench_step(model, recipe, batch_size=batch)
+    if mode == "compile":
+        step.train_model = torch.compile(model)
     images = torch.randn(batch, 3, img_size, img_size)
     if channels_last:
         images = images.contiguous(memory_format=torch.channels_last)
     targets = torch.randint(0, 1000, (batch,))
-
-    def step() -> None:
-        mixed, soft = mixup(images, targets)
-        loss = loss_fn(forward(mixed), soft)
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-
-    return step
+    return lambda: step.step(images, targets)
 
 
 def _timm_step(name: str, img_size: int, batch: int, channels_last: bool) -> Step:

@@ -109,3 +109,30 @@ def test_augmentations_do_not_depend_on_worker_count(shared_data):
         assert torch.equal(targets_a, targets_b) and torch.equal(images_a, images_b)
     first = runs[0][0][0]
     assert not torch.equal(first[0], first[1])  # the two repeats of an image are augmented differently
+
+
+@pytest.mark.parametrize("replicas, repeats, batch", [(1, 3, 8), (2, 3, 4), (1, 2, 5), (3, 3, 4)])
+def test_repeat_aug_never_puts_copies_into_one_batch(replicas, repeats, batch):
+    n = 60
+    per_rank = _ranks(RepeatAugSampler, n, replicas, num_repeats=repeats, seed=2, batch_size=batch,
+                      full_epoch=True)
+    for refs in per_rank:
+        for start in range(0, len(refs) - batch + 1, batch):
+            chunk = [r.index for r in refs[start:start + batch]]
+            assert len(set(chunk)) == len(chunk), (start, chunk)
+    counts = collections.Counter(ref.index for refs in per_rank for ref in refs)
+    assert min(counts.values()) >= repeats  # every image, each at least num_repeats times (a few pad the last chunk)
+
+
+def test_repeat_aug_on_one_process_keeps_copies_in_consecutive_batches():
+    sampler = RepeatAugSampler(40, num_repeats=3, seed=0, batch_size=4)
+    refs = list(sampler)
+    assert len(refs) == 40  # the epoch costs what it would without repeats
+    first = [r.index for r in refs[:4]]
+    assert [r.index for r in refs[4:8]] == first == [r.index for r in refs[8:12]]
+    assert len({r.seed for r in refs[:12]}) == 12  # each copy with its own augmentation seed
+
+
+def test_repeat_aug_refuses_a_batch_larger_than_the_data():
+    with pytest.raises(ResnetsError, match="distinct images"):
+        RepeatAugSampler(10, num_repeats=3, batch_size=16)

@@ -43,7 +43,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--img-size", type=int, default=None, help="image size (default: each model's eval size)")
     parser.add_argument("--mode", default="best", metavar="MODE[,MODE...]",
                         help=f"inference mode(s): {', '.join(CHOICES)} or all (default best)")
-    parser.add_argument("--train", action="store_true", help="also time the training step (forward+backward+SGD)")
+    parser.add_argument("--train", action="store_true",
+                        help="also time the training step of `resnets train` (mixup, forward, loss, backward, update)")
+    parser.add_argument("--recipe", default=None,
+                        help="recipe whose loss/optimiser/mixup the --train step uses (default rsb-a3)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed calls first (default 3)")
     parser.add_argument("--reps", type=int, default=10, help="timed calls (default 10)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's default)")
@@ -78,7 +81,18 @@ def run(args: argparse.Namespace) -> int:
     settings = BenchSettings(modes=modes, batch_sizes=args.batch_size, img_size=args.img_size, warmup=args.warmup,
                              reps=args.reps, train=args.train, dtype=args.dtype, device=args.device,
                              int8_calib=args.int8_calib, int8_val=args.int8_val)
-    records = run_bench([_model_or_name(m) for m in args.models], settings, verbose=True)
+    train_bench = None
+    if args.recipe is not None and not args.train:
+        raise ResnetsError("--recipe chooses the training step of --train; add --train")
+    if args.train:
+        from functools import partial
+
+        from ..train.bench import DEFAULT_RECIPE, bench_training
+        from ..train.recipe import load_recipe
+
+        recipe = load_recipe(args.recipe or DEFAULT_RECIPE)  # a typo fails before minutes of measuring
+        train_bench = partial(bench_training, recipe=recipe)
+    records = run_bench([_model_or_name(m) for m in args.models], settings, verbose=True, train_bench=train_bench)
     if args.json:
         print(json.dumps([r.to_dict() for r in records], indent=2))
     else:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..train.options import DEFAULT_LOG_EVERY, DEFAULT_SAVE_EVERY_MINUTES
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", help="image-folder root (train/, val/), tar shards, or 'digits' (built-in); "
@@ -12,10 +14,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--recipe", default="demo", help="recipe name or YAML path (see `resnets recipes`)")
     parser.add_argument("--model", help="model preset (default: the recipe's model)")
     parser.add_argument("--out", help="run directory (default: runs/<model>-<recipe>-<time>)")
-    parser.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its last checkpoint")
+    parser.add_argument("--resume", metavar="DIR",
+                        help="continue the run in DIR from its last checkpoint, with the settings it recorded")
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--batch-size", type=int, help="global batch size (the lr is scaled by the recipe's rule)")
-    parser.add_argument("--img-size", type=int, help="training resolution")
+    parser.add_argument("--img-size", type=int,
+                        help="training resolution (the evaluation size follows by the recipe's train:test ratio)")
+    parser.add_argument("--eval-img-size", type=int, help="evaluation resolution (default: see --img-size)")
     parser.add_argument("--lr", type=float, help="learning rate at this batch size (not scaled)")
     parser.add_argument("--seed", type=int, help="random seed (default: the recipe's, 0)")
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
@@ -30,38 +35,49 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm under torchrun")
     parser.add_argument("--save-every", type=int, default=0, metavar="STEPS",
                         help="also checkpoint every STEPS optimiser steps inside an epoch")
+    parser.add_argument("--save-every-minutes", type=float, default=DEFAULT_SAVE_EVERY_MINUTES, metavar="M",
+                        help=f"also checkpoint every M minutes (default {DEFAULT_SAVE_EVERY_MINUTES:g}; "
+                             "0: only at epoch ends)")
+    parser.add_argument("--log-every", type=int, default=DEFAULT_LOG_EVERY, metavar="STEPS",
+                        help=f"read the loss from the device and log every STEPS steps (default {DEFAULT_LOG_EVERY})")
+    parser.add_argument("--no-tensorboard", action="store_true", help="no TensorBoard event files in the run")
+    parser.add_argument("--mlflow", metavar="URI", help="also log to MLflow at this tracking URI "
+                                                        "(pip install 'resnets[mlflow]')")
     parser.add_argument("--strict", action="store_true", help="stop at the first unreadable image")
-    parser.add_argument("--deterministic", action="store_true", help="deterministic algorithms (for exact resume)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--deterministic", action="store_true",
+                        help="deterministic algorithms (exact resume; on CUDA also cuBLAS/cuDNN settings)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar or per-interval lines")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON at the end")
 
 
-# Flags a resumed run may change: they do not alter the result. Everything else comes from the run.
-_RESUME_FLAGS = {"resume", "workers", "device", "no_progress", "json", "release_memory"}
+# Flags a resumed run may change: how the run is watched and checkpointed, never its result.
+_RESUME_FLAGS = {"resume", "workers", "device", "no_progress", "json", "release_memory", "save_every",
+                 "save_every_minutes", "log_every", "no_tensorboard", "mlflow"}
 
 
 def run(args: argparse.Namespace) -> int:
     from ..errors import ResnetsError
-    from ..train.engine import Trainer, TrainOptions
+    from ..train.engine import Trainer
+    from ..train.options import TrainOptions
 
-    retain = not getattr(args, "release_memory", False)  # the flag is added by the cli package
+    runtime = dict(progress=not args.no_progress, workers=args.workers, device=args.device, log_to_stderr=args.json,
+                   retain_memory=not getattr(args, "release_memory", False),  # the flag is added by the cli package
+                   save_every=args.save_every, save_every_minutes=args.save_every_minutes, log_every=args.log_every,
+                   tensorboard=not args.no_tensorboard, mlflow=args.mlflow)
     if args.resume:
         defaults = vars(build_defaults())
         changed = [k for k, v in vars(args).items() if k in defaults and k not in _RESUME_FLAGS and v != defaults[k]]
         if changed:
             flags = ", ".join("--" + k.replace("_", "-") for k in changed)
-            raise ResnetsError(f"--resume continues the run with its own settings; drop {flags}")
-        trainer = Trainer(TrainOptions(progress=not args.no_progress, workers=args.workers, device=args.device,
-                                       log_to_stderr=args.json, retain_memory=retain),
-                          resume_dir=args.resume)
+            raise ResnetsError(f"--resume continues the run with its recorded settings; drop {flags}")
+        trainer = Trainer(TrainOptions(**runtime), resume_dir=args.resume)
     else:
         options = TrainOptions(
             data=args.data, recipe=args.recipe, model=args.model, out=args.out, epochs=args.epochs,
-            batch_size=args.batch_size, img_size=args.img_size, lr=args.lr, seed=args.seed, sets=args.sets,
-            workers=args.workers, device=args.device, weights=args.weights, reset_head=args.reset_head,
-            strict=args.strict, channels_last=args.channels_last, compile=args.compile, sync_bn=args.sync_bn,
-            save_every=args.save_every, deterministic=args.deterministic, progress=not args.no_progress,
-            log_to_stderr=args.json, retain_memory=retain,
+            batch_size=args.batch_size, img_size=args.img_size, eval_img_size=args.eval_img_size, lr=args.lr,
+            seed=args.seed, sets=args.sets, weights=args.weights, reset_head=args.reset_head, strict=args.strict,
+            channels_last=args.channels_last, compile=args.compile, sync_bn=args.sync_bn,
+            deterministic=args.deterministic, **runtime,
         )
         trainer = Trainer(options)
     summary = trainer.run()

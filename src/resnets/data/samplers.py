@@ -131,16 +131,34 @@ class RepeatAugSampler(_ResumableSampler):
     every image appears exactly num_repeats times across all ranks (when dataset_len * num_repeats is a
     multiple of num_replicas; otherwise a few wrap around as padding) and each rank yields
     ceil(dataset_len * num_repeats / num_replicas) samples.
+
+    Copies never share a BatchNorm batch when `batch_size` (per rank) is given: with more repeats than
+    ranks (one process, say) consecutive copies would land in one rank's batch, which timm refuses and
+    which makes BN statistics see the same image several times. Then the global order is built from
+    chunks of one global batch of distinct images (batch_size x num_replicas), each chunk repeated
+    num_repeats times: copies of an image go to the same rank in consecutive steps, never into one batch.
+    A last short chunk is completed with images from the start of the epoch's order.
     """
 
     def __init__(self, dataset_len: int, *, num_repeats: int = 3, shuffle: bool = True, seed: int = 0,
-                 num_replicas: int = 1, rank: int = 0, full_epoch: bool = False):
+                 num_replicas: int = 1, rank: int = 0, full_epoch: bool = False, batch_size: int | None = None):
         super().__init__(dataset_len, shuffle=shuffle, seed=seed, num_replicas=num_replicas, rank=rank)
         if num_repeats < 1:
             raise ResnetsError(f"num_repeats must be >= 1, got {num_repeats}")
         self.num_repeats = int(num_repeats)
         self.full_epoch = full_epoch
+        self.chunk = None
+        """Distinct images per repeated chunk (one global batch), or None: copies stay consecutive."""
+        if batch_size is not None and self.num_repeats > self.num_replicas:
+            self.chunk = int(batch_size) * self.num_replicas
+            if self.chunk > self.dataset_len:
+                raise ResnetsError(f"repeated augmentation x{self.num_repeats} over {self.num_replicas} "
+                                   f"process(es) needs a global batch of distinct images, but the data set has "
+                                   f"{self.dataset_len} images for a batch of {self.chunk}: lower the batch "
+                                   "size or set aug_repeats=0")
         repeated = self.dataset_len * self.num_repeats
+        if self.chunk is not None:
+            repeated = math.ceil(self.dataset_len / self.chunk) * self.chunk * self.num_repeats
         self.padded_size = math.ceil(repeated / self.num_replicas) * self.num_replicas
         if full_epoch:
             self.num_samples = self.padded_size // self.num_replicas
@@ -150,8 +168,20 @@ class RepeatAugSampler(_ResumableSampler):
     def __len__(self) -> int:
         return self.num_samples
 
+    def _repeated_order(self) -> list[int]:
+        order = self._order()
+        if self.chunk is None:
+            return order.repeat_interleave(self.num_repeats).tolist()
+        images = order.tolist()
+        short = -len(images) % self.chunk
+        images += images[:short]  # complete the last chunk with distinct images from the start
+        out: list[int] = []
+        for start in range(0, len(images), self.chunk):
+            out += images[start:start + self.chunk] * self.num_repeats
+        return out
+
     def _positions(self) -> tuple[list[int], list[int]]:
-        order = self._order().repeat_interleave(self.num_repeats).tolist()
+        order = self._repeated_order()
         if self.padded_size > len(order):
             order += order[:self.padded_size - len(order)]
         positions = list(range(self.rank, self.padded_size, self.num_replicas))[:self.num_samples]

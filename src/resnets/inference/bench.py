@@ -14,7 +14,6 @@ torch.cuda.max_memory_allocated over the runs (weights on the device included).
 from __future__ import annotations
 
 import contextlib
-import copy
 import ctypes
 import dataclasses
 import math
@@ -285,43 +284,12 @@ def _bench_int8(model: ResNet, name: str, settings: BenchSettings, size: int, pa
     return records
 
 
-def bench_training(model: ResNet, name: str, settings: BenchSettings, *, verbose: bool = True) -> list[BenchRecord]:
-    """Training-step speed (forward + backward + SGD step, eager) for every batch size of `settings`."""
-    size = settings.img_size or model.config.input_size
-    cost = count_cost(model, size)
-    device, dtype = torch.device(settings.device), DTYPES[settings.dtype]
-    records = []
-    for batch_size in settings.batch_sizes:
-        record = BenchRecord(name, "train", batch_size, size, cost.params, cost.macs, requested_mode="train",
-                             threads=torch.get_num_threads(), device=str(device), dtype=settings.dtype)
-        try:
-            net = copy.deepcopy(model).to(device=device, dtype=dtype).train()
-            optimizer = torch.optim.SGD(net.parameters(), lr=1e-3, momentum=0.9)
-            images = torch.randn(batch_size, model.config.in_chans, size, size, device=device, dtype=dtype)
-            labels = torch.randint(0, max(1, model.config.num_classes), (batch_size,), device=device)
-            loss_fn = nn.CrossEntropyLoss() if model.config.num_classes > 0 else (lambda out, _y: out.mean())
+def run_bench(models: Iterable[str | tuple[str, ResNet]], settings: BenchSettings, *, verbose: bool = True,
+              train_bench: Callable[..., list[BenchRecord]] | None = None) -> list[BenchRecord]:
+    """Measure each model (a preset name, built with random weights, or a (name, model) pair).
 
-            def step(net=net, optimizer=optimizer, images=images, labels=labels, loss_fn=loss_fn) -> None:
-                optimizer.zero_grad(set_to_none=True)
-                loss_fn(net(images).float(), labels).backward()
-                optimizer.step()
-
-            with PeakMemory(device) as memory:
-                times = time_calls(step, warmup=settings.warmup, reps=settings.reps, device=device)
-            _fill_timing(record, times, 6 * cost.macs)
-            record.peak_mem_mb = _peak_mb(memory, model, dtype, device)
-            del net, optimizer
-        except (Exception, MemoryError) as exc:
-            record.error = _error_text(exc)
-        records.append(record)
-        if verbose:
-            print(progress_line(record), file=sys.stderr)
-    return records
-
-
-def run_bench(models: Iterable[str | tuple[str, ResNet]], settings: BenchSettings, *,
-              verbose: bool = True) -> list[BenchRecord]:
-    """Measure each model (a preset name, built with random weights, or a (name, model) pair)."""
+    With `settings.train`, `train_bench(model, name, settings, verbose=...)` times the training step (the
+    training package provides it: `resnets.train.bench.bench_training`)."""
     items = list(models)
     for item in items:  # fail on a typo before minutes of measuring
         if isinstance(item, str):
@@ -338,8 +306,8 @@ def run_bench(models: Iterable[str | tuple[str, ResNet]], settings: BenchSetting
             records.append(BenchRecord(name, settings.modes[0], 0, settings.img_size or 0, 0, 0, error=_error_text(exc)))
             continue
         records += bench_inference(model, name, settings, verbose=verbose)
-        if settings.train:
-            records += bench_training(model, name, settings, verbose=verbose)
+        if settings.train and train_bench is not None:
+            records += train_bench(model, name, settings, verbose=verbose)
         del model
     return records
 

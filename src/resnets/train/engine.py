@@ -1,151 +1,102 @@
-"""The training loop: recipe-driven, AMP, EMA, DDP via torchrun, progress, metrics, exact resume.
+"""The training loop: it ties the parts together and owns nothing else.
 
-Exactness on resume rests on three things: every augmentation is seeded per sample by the sampler
-(so worker count and batch layout do not matter), the samplers can start mid-epoch, and the state
-file captures every random stream the main process draws from (drop path, dropout, mixup, erasing).
+The parts, one job each: `spec` (what the run is, recorded in run.json), `data` (datasets, samplers,
+loaders), `step` (forward/backward/update, no host syncs), `evaluation`, `checkpoint` (state files and when
+to write them), `logger` (console, TensorBoard, MLflow, metrics files), `distributed` (torchrun).
+
+Three rules keep distributed runs from hanging and bad data from crashing them: before every micro-batch
+the ranks exchange (on the host) how many readable images each holds; a micro-batch where any rank holds
+fewer than BatchNorm needs is skipped by all ranks together; everything else is weighted by the images it
+holds. Exact resume rests on per-sample augmentation seeds (sampler), mid-epoch sampler starts, and state
+files that capture every random stream of every rank.
 """
 
 from __future__ import annotations
 
 import os
 import signal
-import sys
 import time
-from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
-from tqdm import tqdm
 
-from ..data.build import build_dataset
-from ..data.loader import BatchPreprocessor, build_loader
 from ..data.mixup import Mixup
-from ..data.samplers import RepeatAugSampler, ShuffleSampler
-from ..data.transforms import TrainAugConfig, build_eval_transform, build_train_transform
 from ..errors import ResnetsError
-from ..evaluate import run_accuracy
 from ..host_memory import host_memory_policy, retain_freed_memory
+from ..models.resnet import ResNet
 from ..weights.factory import create_model
 from .checkpoint import (
     BEST_WEIGHTS,
+    LAST_STATE,
     LAST_WEIGHTS,
+    STATE_FORMAT,
+    STATE_VERSION,
+    CheckpointPolicy,
     load_training_state,
     rng_state,
     save_run_weights,
     save_training_state,
     set_rng_state,
 )
+from .data import SEED_STREAMS, TrainData, batch_preparers, build_train_data
 from .distributed import DistContext
 from .ema import build_ema
+from .evaluation import Evaluator
+from .logger import Console, RunLogger
 from .losses import build_loss
 from .optim import build_optimizer
-from .recipe import Recipe, load_recipe
-from .run_dir import library_versions, write_json, write_metrics, write_text
+from .options import TrainOptions, check_options
+from .run_dir import library_versions, write_json, write_text
 from .schedule import build_schedule
+from .spec import RUN_RECORD, RunSpec, file_sha256, read_run_record, recipe_drift, resolve_spec, run_record
+from .step import MIN_BATCH_FOR_BATCHNORM, TrainStep
 
 KILL_ENV = "RESNETS_KILL_AT_STEP"
 """Test hook: SIGKILL this process right after that optimiser step."""
-RUNTIME_OPTIONS = ("progress", "workers", "device", "log_to_stderr", "retain_memory")
-"""Options a resumed run may change: they do not alter the result."""
 
 
 class TrainingDiverged(ResnetsError):
-    """The loss became NaN or infinite; the last good checkpoint is kept."""
+    """The loss became NaN or infinite; the run is rolled back to its last good checkpoint."""
 
 
 @dataclass
-class TrainOptions:
-    """Everything `resnets train` takes besides the recipe's own hyper-parameters."""
+class Progress:
+    """Where the run is and what it has measured; checkpointed, so a resumed run reports the same numbers."""
 
-    data: str | None = None
-    """Data set spec; None: the recipe's own (the demo recipe uses the built-in `digits`)."""
-    recipe: str = "demo"
-    model: str | None = None
-    out: str | None = None
-    epochs: int | None = None
-    batch_size: int | None = None
-    """Global batch (all ranks together); the recipe's lr is scaled to it by the recipe's rule."""
-    img_size: int | None = None
-    lr: float | None = None
-    """An explicit lr at the actual batch size: no scaling is applied."""
-    seed: int | None = None
-    """None: the recipe's seed."""
-    sets: list[str] = field(default_factory=list)
-    """`key=value` recipe overrides; `model.key=value` changes the model config."""
-    workers: int | None = None
-    """Data-loading processes; None: 0 for the in-memory `digits` set, else min(4, CPU count)."""
-    device: str = "auto"
-    weights: str | None = None
-    reset_head: bool = False
-    strict: bool = False
-    channels_last: bool = False
-    compile: bool = False
-    sync_bn: bool = False
-    save_every: int = 0
-    """Also checkpoint every N optimiser steps inside an epoch (0: only at epoch ends)."""
-    deterministic: bool = False
-    progress: bool = True
-    log_to_stderr: bool = False
-    """Send progress lines to stderr (keeps stdout clean for `--json`)."""
-    retain_memory: bool = True
-    """Reuse freed host memory instead of handing it back to the kernel every step (see resnets.host_memory):
-    ~1.2x faster CPU steps for a process that keeps its peak footprint. Off: the C library's default."""
+    epoch: int = 0
+    batch_in_epoch: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_top1: float = -1.0
+    best_epoch: int = -1
+    wall_s: float = 0.0
+    train_images: int = 0
+    train_time: float = 0.0
+    skipped: set[str] = field(default_factory=set)
+    skipped_batches: int = 0
+    """Micro-batches every rank skipped because some rank held too few readable images for BatchNorm."""
+    epoch_images: int = 0
+    """Images (all ranks) trained on in the current epoch."""
+    epoch_time: float = 0.0
+
+    def to_state(self) -> dict[str, Any]:
+        state = dict(vars(self))
+        state["skipped"] = sorted(self.skipped)
+        return state
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        for key, value in state.items():
+            setattr(self, key, set(value) if key == "skipped" else value)
 
 
-def resolve_recipe(options: TrainOptions) -> Recipe:
-    """The recipe as this run uses it: per-model size rules, then --set, --epochs, --img-size, --model."""
-    base = load_recipe(options.recipe)
-    recipe_sets = [s for s in options.sets if not s.split("=", 1)[0].strip().startswith("model.")]
-    model_name = options.model or (base.with_sets(recipe_sets).model if recipe_sets else base.model)
-    recipe = base.for_model(model_name)
-    if recipe_sets:
-        recipe = recipe.with_sets(recipe_sets)
-    recipe = recipe.with_overrides(model=model_name)
-    if options.epochs is not None:
-        recipe = recipe.with_epochs(options.epochs)  # step milestones keep their fraction of training
-    if options.img_size is not None:
-        recipe = recipe.with_overrides(img_size=options.img_size)
-    return recipe
-
-
-def check_options(options: TrainOptions) -> None:
-    """Reject values no run can use, before any work starts."""
-    for name, minimum in (("epochs", 1), ("batch_size", 1), ("img_size", 32), ("workers", 0), ("save_every", 0)):
-        value = getattr(options, name)
-        if value is not None and value < minimum:
-            raise ResnetsError(f"--{name.replace('_', '-')} must be at least {minimum}, got {value}")
-    if options.lr is not None and not options.lr > 0:
-        raise ResnetsError(f"--lr must be positive, got {options.lr}")
-
-
-def model_overrides(options: TrainOptions) -> dict[str, Any]:
-    """`--set model.key=value` pairs, parsed with YAML rules (numbers, booleans, lists)."""
-    import yaml
-
-    overrides: dict[str, Any] = {}
-    for assignment in options.sets:
-        key, sep, value = assignment.partition("=")
-        key = key.strip()
-        if not key.startswith("model."):
-            continue
-        if not sep:
-            raise ResnetsError(f"--set {assignment!r}: expected key=value")
-        try:
-            overrides[key[len("model."):]] = yaml.safe_load(value)
-        except yaml.YAMLError as exc:
-            raise ResnetsError(f"--set {assignment!r}: cannot parse the value ({exc})") from None
-    return overrides
-
-
-def _amp_dtype(recipe: Recipe, device: torch.device, say) -> torch.dtype | None:
+def _amp_dtype(enabled: bool, wanted_name: str, device: torch.device, say) -> torch.dtype | None:
     """The autocast dtype, or None for fp32; CPUs without native bf16 fall back to fp32 (bf16 is ~15x slower there)."""
-    if not recipe.amp:
+    if not enabled:
         return None
-    wanted = torch.float16 if recipe.amp_dtype == "float16" else torch.bfloat16
+    wanted = torch.float16 if wanted_name == "float16" else torch.bfloat16
     if device.type == "cuda":
         if wanted == torch.bfloat16 and not torch.cuda.is_bf16_supported():
             say("notice: this GPU has no bf16; AMP uses float16 with a gradient scaler")
@@ -164,191 +115,183 @@ def _default_run_dir(model_name: str, recipe_name: str) -> Path:
     return Path("runs") / f"{model_name}-{recipe_name}-{stamp}"
 
 
+def _configure_determinism(deterministic: bool, device: torch.device) -> None:
+    """cuDNN autotuning on GPU unless exactness is asked for; then what CUDA needs for repeatable results."""
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # must precede the first cuBLAS call
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+    elif device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+
+
 class Trainer:
-    """One training run. `Trainer(options).run()` returns the summary dict (also written to summary.json)."""
+    """One training run. `Trainer(options).run()` returns the summary dict (also written to summary.json);
+    `Trainer(runtime_options, resume_dir=DIR)` continues the run recorded in DIR."""
 
     def __init__(self, options: TrainOptions, *, resume_dir: str | Path | None = None) -> None:
-        self.ctx = DistContext.from_env(options.device)
-        self.resume_state: dict[str, Any] | None = None
-        if resume_dir is not None:
-            run_dir = Path(resume_dir)
-            self.resume_state = load_training_state(run_dir)
-            runtime = {k: getattr(options, k) for k in RUNTIME_OPTIONS}
-            try:
-                options = TrainOptions(**{**self.resume_state["options"], **runtime})
-            except TypeError as exc:
-                raise ResnetsError(f"cannot resume {run_dir}: its state file is from an incompatible version "
-                                   f"({exc})") from None
-            options.out = str(run_dir)
         check_options(options)
-        self.options = options
-        if options.retain_memory:
-            retain_freed_memory()
-        self.recipe = recipe = resolve_recipe(options)
-        model_name = recipe.model
-        if options.data is None:
-            if not recipe.data:
-                raise ResnetsError(f"recipe {recipe.name} names no data set: pass --data DIR")
-            options.data = recipe.data
-        if options.seed is None:
-            options.seed = recipe.seed
-        if options.sync_bn and self.ctx.device.type != "cuda":
-            raise ResnetsError("--sync-bn needs CUDA devices (PyTorch's SyncBatchNorm does not run on the CPU)")
-        self.say(f"resnets train: recipe {options.recipe}, data {options.data}"
-                 + (f" (resuming {options.out})" if resume_dir is not None else ""))
-
         if options.deterministic:
-            torch.use_deterministic_algorithms(True, warn_only=True)
-        torch.manual_seed(options.seed)  # same initial weights on every rank; per-rank streams seeded below
-
-        # Data. uint8 all the way to the device; normalisation, erasing and mixing happen on the batch.
-        aug = TrainAugConfig(img_size=recipe.img_size, scale=tuple(recipe.rrc_scale), ratio=tuple(recipe.rrc_ratio),
-                             interpolation=recipe.interpolation, hflip=recipe.hflip,
-                             auto_augment=recipe.auto_augment)
-        self.train_set = build_dataset(options.data, "train", build_train_transform(aug), strict=options.strict)
-        self.classes = list(self.train_set.classes)
-        self.eval_size = recipe.resolved_eval_img_size
-        self.val_set = build_dataset(options.data, "val",
-                                     build_eval_transform(self.eval_size, recipe.eval_crop_pct,
-                                                          recipe.resolved_eval_interpolation),
-                                     strict=options.strict)
-        if list(self.val_set.classes) != self.classes:
-            raise ResnetsError(f"train and val classes differ: train has {len(self.classes)} "
-                               f"({', '.join(self.classes[:5])}...), val has {len(self.val_set.classes)}")
-
-        world = self.ctx.world_size
-        self.global_batch = options.batch_size if options.batch_size is not None else recipe.batch_size
-        if self.global_batch % (world * recipe.grad_accum):
-            raise ResnetsError(f"batch size {self.global_batch} must divide evenly over {world} process(es) x "
-                               f"{recipe.grad_accum} accumulation step(s)")
-        self.rank_batch = self.global_batch // (world * recipe.grad_accum)
-        if len(self.train_set) < self.rank_batch * world:
-            raise ResnetsError(f"the training set has {len(self.train_set)} images, fewer than one batch "
-                               f"({self.rank_batch * world}); lower --batch-size")
-        sampler_args = dict(seed=options.seed, num_replicas=world, rank=self.ctx.rank)
-        if recipe.aug_repeats > 1:
-            self.sampler = RepeatAugSampler(len(self.train_set), num_repeats=recipe.aug_repeats, **sampler_args)
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # before DistContext touches CUDA
+        self.ctx = ctx = DistContext.from_env(options.device)
+        self.console = Console(enabled=ctx.is_main, progress=options.progress, to_stderr=options.log_to_stderr)
+        resume_state: dict[str, Any] | None = None
+        if resume_dir is not None:
+            self.run_dir = Path(resume_dir)
+            record = read_run_record(self.run_dir)
+            spec = record.spec
+            spec.options = spec.options.with_runtime(options)
+            check_options(spec.options)
+            drift = recipe_drift(spec)
+            if drift:
+                self.say(drift)
+            resume_state = load_training_state(self.run_dir)
         else:
-            self.sampler = ShuffleSampler(len(self.train_set), shuffle=True, drop_last=True, **sampler_args)
-        pin = self.ctx.device.type == "cuda"
-        if options.workers is None:
-            options.workers = 0 if options.data == "digits" else min(4, os.cpu_count() or 1)
-        self.train_loader = build_loader(self.train_set, batch_size=self.rank_batch, sampler=self.sampler,
-                                         num_workers=options.workers, pin_memory=pin, drop_last=True,
-                                         persistent_workers=options.workers > 0)
-        val_indices = list(range(self.ctx.rank, len(self.val_set), world))
-        self.val_loader = build_loader(self.val_set, batch_size=max(self.rank_batch, 32), sampler=val_indices,
-                                       num_workers=options.workers, pin_memory=pin)
-        self.steps_per_epoch = len(self.sampler) // self.rank_batch // recipe.grad_accum
-        if self.steps_per_epoch < 1:
-            raise ResnetsError("an epoch has no complete optimiser step: lower --batch-size or grad_accum")
-        self.batches_per_epoch = self.steps_per_epoch * recipe.grad_accum  # no trailing half-accumulated batches
+            spec = resolve_spec(options)
+            self.run_dir = Path(options.out) if options.out else _default_run_dir(spec.model_name, options.recipe)
+            if (self.run_dir / RUN_RECORD).exists():
+                raise ResnetsError(f"{self.run_dir} already holds a run: continue it with --resume {self.run_dir} "
+                                   "or choose another --out")
+        self.spec = spec
+        opts = spec.options
+        if opts.retain_memory:
+            retain_freed_memory()
+        if opts.sync_bn and ctx.device.type != "cuda":
+            raise ResnetsError("--sync-bn needs CUDA devices (PyTorch's SyncBatchNorm does not run on the CPU)")
+        _configure_determinism(opts.deterministic, ctx.device)
+        resuming = f" (resuming {self.run_dir})" if resume_dir is not None else ""
+        self.say(f"resnets train: recipe {opts.recipe}, data {opts.data}{resuming}")
+        for note in spec.notes:
+            self.say(f"note: {note}")
+        torch.manual_seed(opts.seed)  # same initial weights on every rank; per-rank streams seeded below
 
-        # Model, optimiser, schedule.
-        overrides = {"drop_rate": recipe.drop_rate, "drop_path_rate": recipe.drop_path_rate,
-                     **recipe.model_overrides, **model_overrides(options)}
-        if recipe.bn_momentum is not None:
-            overrides.setdefault("bn_momentum", recipe.bn_momentum)
-        self.model = create_model(model_name, num_classes=len(self.classes), weights=options.weights,
-                                  reset_head=options.reset_head, **overrides).to(self.ctx.device)
-        torch.manual_seed(options.seed + self.ctx.rank)  # per-rank drop path / dropout streams
-        if self.ctx.enabled and options.sync_bn:
+        self.data: TrainData = build_train_data(spec, ctx, self.say)
+        self.classes = self.data.classes
+        if resume_dir is not None:
+            if record.classes != self.classes:
+                raise ResnetsError(f"cannot resume: the data at {opts.data} now has {len(self.classes)} classes "
+                                   f"({', '.join(self.classes[:4])}...), the run trained on {len(record.classes)}")
+            self.model = ResNet(record.model_config).to(ctx.device)
+            if resume_state is None:
+                self.say("note: the run saved no checkpoint before it stopped; starting it again from the beginning "
+                         "with its recorded settings")
+                self._initial_weights(record.data.get("initial_weights"))
+        else:
+            self.model = create_model(spec.model_name, num_classes=len(self.classes), weights=opts.weights,
+                                      reset_head=opts.reset_head, **spec.model_overrides).to(ctx.device)
+        torch.manual_seed(opts.seed + ctx.rank)  # per-rank drop path / dropout streams
+        self._build_training(spec)
+        self.progress = Progress()
+        self.checkpoints = CheckpointPolicy(every_steps=opts.save_every, every_minutes=opts.save_every_minutes)
+        if resume_state is not None:
+            self._restore(resume_state)
+        self.say(f"model {spec.model_name} ({sum(p.numel() for p in self.model.parameters()) / 1e6:.2f} M params), "
+                 f"{self.data.describe()}, {spec.lr_note()}")
+        self.say(f"resolution: train {spec.recipe.img_size} px, evaluation {spec.eval_img_size} px "
+                 f"(crop {spec.recipe.eval_crop_pct:g}); {self.checkpoints.describe()}")
+
+    # -- assembly ----------------------------------------------------------------------------------------
+    def _build_training(self, spec: RunSpec) -> None:
+        recipe, opts, ctx = spec.recipe, spec.options, self.ctx
+        if ctx.enabled and opts.sync_bn:
             self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
-        self.model_name = model_name
         # What the weights expect at inference: this run's resolution and crop, stored in every checkpoint.
         self.save_config = self.model.config.replace(
-            input_size=recipe.img_size, test_input_size=self.eval_size, crop_pct=recipe.eval_crop_pct,
+            input_size=recipe.img_size, test_input_size=spec.eval_img_size, crop_pct=recipe.eval_crop_pct,
             interpolation=recipe.resolved_eval_interpolation)
-        if options.channels_last:
+        if opts.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        if self.recipe_lr_explicit():
-            self.lr = float(options.lr)
-            lr_note = f"lr {self.lr:g} (given, not scaled)"
-        else:
-            self.lr = recipe.scaled_lr(self.global_batch)
-            lr_note = (f"lr {recipe.lr:g} @ batch {recipe.batch_size} -> {self.lr:.4g} @ batch {self.global_batch} "
-                       f"({recipe.lr_scaling} scaling)")
-        self.say(f"model {model_name} ({sum(p.numel() for p in self.model.parameters()) / 1e6:.2f} M params), "
-                 f"{len(self.classes)} classes, {len(self.train_set)} train / {len(self.val_set)} val images, "
-                 f"{self.steps_per_epoch} steps/epoch, {lr_note}")
-        self.optimizer = build_optimizer(self.model, recipe, lr=self.lr)
-        self.schedule = build_schedule(self.optimizer, recipe, lr=self.lr, steps_per_epoch=self.steps_per_epoch,
+        self.optimizer = build_optimizer(self.model, recipe, lr=spec.lr)
+        self.schedule = build_schedule(self.optimizer, recipe, lr=spec.lr, steps_per_epoch=self.data.steps_per_epoch,
                                        epochs=recipe.epochs)
-        self.loss_fn = build_loss(recipe)
-        self.ema = build_ema(self.model, recipe, self.steps_per_epoch, global_batch=self.global_batch)
-        self.amp_dtype = _amp_dtype(recipe, self.ctx.device, self.say)
+        self.ema = build_ema(self.model, recipe, self.data.steps_per_epoch, global_batch=spec.global_batch)
+        self.amp_dtype = _amp_dtype(recipe.amp, recipe.amp_dtype, ctx.device, self.say)
         self.scaler = (torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16
-                       and self.ctx.device.type == "cuda" else None)
+                       and ctx.device.type == "cuda" else None)
+        train_model: nn.Module = self.model
+        if ctx.enabled:
+            device_ids = [ctx.device.index] if ctx.device.type == "cuda" else None
+            train_model = nn.parallel.DistributedDataParallel(self.model, device_ids=device_ids)
+        if opts.compile:
+            train_model = torch.compile(train_model)
+        self.mix_generator = torch.Generator().manual_seed(opts.seed * 1000 + SEED_STREAMS["mix"] + ctx.rank)
+        mixup = Mixup(len(self.classes), mixup_alpha=recipe.mixup_alpha, cutmix_alpha=recipe.cutmix_alpha,
+                      prob=recipe.mixup_prob, switch_prob=recipe.mixup_switch_prob,
+                      label_smoothing=recipe.label_smoothing, generator=self.mix_generator)
+        self.step = TrainStep(self.model, self.optimizer, build_loss(recipe), train_model=train_model,
+                              schedule=self.schedule, mixup=mixup, ema=self.ema, amp_dtype=self.amp_dtype,
+                              scaler=self.scaler, grad_clip=recipe.grad_clip, grad_accum=recipe.grad_accum,
+                              nominal_batch=self.data.rank_batch, world_size=ctx.world_size)
+        self.prepare, eval_prepare, self.erase_generator = batch_preparers(
+            spec, self.model.config.mean, self.model.config.std, ctx, channels_last=opts.channels_last)
+        self.evaluate = Evaluator(self.data.val_loader, eval_prepare, len(self.classes), ctx,
+                                  amp_dtype=self.amp_dtype, on_skipped=lambda names: self.progress.skipped.update(names))
 
-        self.train_model: nn.Module = self.model
-        if self.ctx.enabled:
-            device_ids = [self.ctx.device.index] if self.ctx.device.type == "cuda" else None
-            self.train_model = nn.parallel.DistributedDataParallel(self.model, device_ids=device_ids)
-        if options.compile:
-            self.train_model = torch.compile(self.train_model)
+    def _initial_weights(self, recorded: dict[str, str] | None) -> None:
+        """A resume from the start reloads the initial weights, and refuses a file that changed since."""
+        opts = self.spec.options
+        if not opts.weights:
+            return
+        path = Path(opts.weights)
+        if not path.is_file():
+            raise ResnetsError(f"cannot resume from the start: the initial weights {path} are gone")
+        if recorded and file_sha256(path) != recorded.get("sha256"):
+            raise ResnetsError(f"cannot resume from the start: the initial weights {path} changed since the run "
+                               "started (sha256 differs)")
+        loaded = create_model(self.spec.model_name, num_classes=len(self.classes), weights=opts.weights,
+                              reset_head=opts.reset_head, **self.spec.model_overrides)
+        self.model.load_state_dict(loaded.state_dict())
 
-        self.mix_generator = torch.Generator().manual_seed(options.seed * 1000 + 17 + self.ctx.rank)
-        self.erase_generator = torch.Generator().manual_seed(options.seed * 1000 + 29 + self.ctx.rank)
-        self.mixup = Mixup(len(self.classes), mixup_alpha=recipe.mixup_alpha, cutmix_alpha=recipe.cutmix_alpha,
-                           prob=recipe.mixup_prob, switch_prob=recipe.mixup_switch_prob,
-                           label_smoothing=recipe.label_smoothing, generator=self.mix_generator)
-        self.prepare = BatchPreprocessor(self.model.config.mean, self.model.config.std, device=self.ctx.device,
-                                         channels_last=options.channels_last, re_prob=recipe.re_prob,
-                                         re_mode=recipe.re_mode, generator=self.erase_generator)
-        self.eval_prepare = BatchPreprocessor(self.model.config.mean, self.model.config.std, device=self.ctx.device,
-                                              channels_last=options.channels_last)
-
-        # Progress counters (restored on resume).
-        self.epoch = 0
-        self.batch_in_epoch = 0
-        self.step = 0
-        self.history: list[dict[str, Any]] = []
-        self.best_top1 = -1.0
-        self.best_epoch = -1
-        self.wall_s = 0.0
-        self.train_images = 0
-        self.train_time = 0.0
-        self.skipped: set[str] = set()
-        self.partial = {"loss_sum": 0.0, "loss_count": 0, "images": 0, "time": 0.0}
-        """Running sums of the current epoch, checkpointed so a mid-epoch resume reports the same loss."""
-        self.run_dir = Path(options.out) if options.out else _default_run_dir(model_name, options.recipe)
-        if self.resume_state is not None:
-            self._restore(self.resume_state)
-        self.run_dir = Path(self.ctx.broadcast_object(str(self.run_dir)))
-
-    # -- helpers ---------------------------------------------------------------------------------------
-    def recipe_lr_explicit(self) -> bool:
-        return self.options.lr is not None
-
+    # -- helpers -----------------------------------------------------------------------------------------
     def say(self, message: str) -> None:
-        if self.ctx.is_main:
-            print(message, flush=True, file=sys.stderr if self.options.log_to_stderr else sys.stdout)
+        self.console.say(message)
 
     def _unwrapped_state(self) -> dict[str, torch.Tensor]:
         return {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
 
+    def _write_record(self) -> None:
+        """run.json and recipe.yaml, written before the first step: a run killed at once can still resume."""
+        spec, ctx = self.spec, self.ctx
+        if (self.run_dir / RUN_RECORD).exists():
+            return
+        initial = None
+        if spec.options.weights:
+            initial = {"path": spec.options.weights, "sha256": file_sha256(spec.options.weights)}
+        runtime = {"world_size": ctx.world_size, "batch_per_process": self.data.rank_batch,
+                   "grad_accum": spec.recipe.grad_accum, "steps_per_epoch": self.data.steps_per_epoch,
+                   "amp_dtype": str(self.amp_dtype).replace("torch.", "") if self.amp_dtype else "float32",
+                   "device": str(ctx.device), "host_memory": host_memory_policy(), "initial_weights": initial,
+                   "versions": library_versions()}
+        document = run_record(spec, model_config=self.model.config, classes=self.classes, runtime=runtime)
+
+        def write() -> None:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            write_text(self.run_dir / "recipe.yaml", spec.recipe.to_yaml())
+            write_json(self.run_dir / RUN_RECORD, document)  # last: its presence marks a complete record
+
+        ctx.on_main(write, what=f"could not write the run record in {self.run_dir}")
+
     # -- checkpoints -----------------------------------------------------------------------------------
     def _state(self) -> dict[str, Any]:
-        rngs = self.ctx.gather_objects(rng_state())
-        generators = self.ctx.gather_objects([self.mix_generator.get_state(), self.erase_generator.get_state()])
+        ctx = self.ctx
         return {
-            "format": "resnets-train-state", "version": 1,
-            "options": asdict(self.options), "recipe": self.recipe.to_dict(),
+            "format": STATE_FORMAT, "version": STATE_VERSION,
             "model": self._unwrapped_state(), "optimizer": self.optimizer.state_dict(),
             "schedule": self.schedule.state_dict(), "ema": self.ema.state_dict() if self.ema else None,
             "scaler": self.scaler.state_dict() if self.scaler else None,
-            "rng": rngs, "generators": generators,
-            "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch, "step": self.step,
-            "history": self.history, "best_top1": self.best_top1, "best_epoch": self.best_epoch,
-            "wall_s": self.wall_s, "train_images": self.train_images, "train_time": self.train_time,
-            "skipped": sorted(self.skipped), "partial": self.ctx.gather_objects(self.partial),
-            "world_size": self.ctx.world_size, "classes": self.classes,
+            "rng": ctx.gather_objects(rng_state()),
+            "generators": ctx.gather_objects([self.mix_generator.get_state(), self.erase_generator.get_state()]),
+            "step": ctx.gather_objects(self.step.state_dict()),
+            "progress": self.progress.to_state(),
+            "world_size": ctx.world_size, "classes": self.classes,
         }
 
     def _restore(self, state: dict[str, Any]) -> None:
-        if state.get("world_size", 1) != self.ctx.world_size:
+        ctx = self.ctx
+        if state.get("world_size", 1) != ctx.world_size:
             raise ResnetsError(f"cannot resume: the run used {state['world_size']} process(es), this one has "
-                               f"{self.ctx.world_size}")
+                               f"{ctx.world_size}")
         if state.get("classes") != self.classes:
             raise ResnetsError("cannot resume: the data set's classes differ from the run's")
         self.model.load_state_dict(state["model"])
@@ -358,265 +301,229 @@ class Trainer:
             self.ema.load_state_dict(state["ema"])
         if self.scaler is not None and state["scaler"] is not None:
             self.scaler.load_state_dict(state["scaler"])
-        set_rng_state(state["rng"][self.ctx.rank])
-        mix_state, erase_state = state["generators"][self.ctx.rank]
+        set_rng_state(state["rng"][ctx.rank])
+        mix_state, erase_state = state["generators"][ctx.rank]
         self.mix_generator.set_state(mix_state)
         self.erase_generator.set_state(erase_state)
-        for key in ("epoch", "batch_in_epoch", "step", "history", "best_top1", "best_epoch", "wall_s",
-                    "train_images", "train_time", "skipped"):
-            setattr(self, key, state[key])
-        self.skipped = set(self.skipped)
-        self.partial = dict(state["partial"][self.ctx.rank])
+        self.step.load_state_dict(state["step"][ctx.rank])
+        self.progress.load_state(state["progress"])
 
     def _save(self, *, epoch_end: bool) -> None:
-        """Write last.* (and the run's files); every rank joins the collectives, only rank 0 writes.
-
-        Weights that overflowed are never written: the previous checkpoint stays the last good one."""
+        """Write last.* (every rank joins the collectives, only rank 0 writes). A checkpoint is written only
+        after the loss and the weights are confirmed finite: the previous one stays the last good one."""
+        _, nonfinite = self._peek_losses()
+        if nonfinite:
+            self._diverged("the loss became non-finite")
         self._check_weights_finite()
         state = self._state()
+        meta = {"epoch": self.progress.epoch, "step": self.step.steps, "recipe": self.spec.recipe.name}
 
         def write() -> None:
-            meta = {"epoch": self.epoch, "step": self.step, "recipe": self.recipe.name}
             save_run_weights(self.run_dir, LAST_WEIGHTS, state["model"], config=self.save_config,
                              class_names=self.classes, extra=meta)
             save_training_state(self.run_dir, state)
-            if epoch_end:
-                write_metrics(self.run_dir, self.history)
 
-        self._write_on_main(write)
+        self.ctx.on_main(write, what=f"could not write a checkpoint in {self.run_dir} (the previous one is intact)")
+        self.checkpoints.saved()
 
-    def _write_on_main(self, write) -> None:
-        """Rank 0 writes; a failure (disk full) becomes the same one-line error on every rank, not a hang."""
-        error = None
-        if self.ctx.is_main:
-            try:
-                write()
-            except OSError as exc:
-                error = (f"could not write a checkpoint in {self.run_dir}: {exc.strerror or exc}; the previous "
-                         "checkpoint is intact")
-        error = self.ctx.broadcast_object(error)
-        if error:
-            raise ResnetsError(error)
+    def _peek_losses(self, since: torch.Tensor | None = None) -> tuple[float, bool]:
+        """(the epoch's summed loss over all ranks, minus `since` if given; whether any rank saw a non-finite
+        loss). One host sync and one small collective; nothing is reset."""
+        parts = [self.step.loss_sum - since if since is not None else self.step.loss_sum,
+                 self.step.nonfinite.double()]
+        totals = self.ctx.sum(torch.stack(parts).cpu().tolist())
+        return totals[0], totals[1] > 0
 
     def _check_weights_finite(self) -> None:
-        finite = all(bool(torch.isfinite(t).all()) for t in self.model.state_dict().values() if t.is_floating_point())
+        floats = [t for t in self.model.state_dict().values() if t.is_floating_point()]
+        finite = bool(torch.stack([torch.isfinite(t).all() for t in floats]).all())
         if self.ctx.sum([float(finite)])[0] != self.ctx.world_size:
-            self._diverged(None)
+            self._diverged("the weights became non-finite")
 
-    def _write_run_description(self) -> None:
-        if not self.ctx.is_main:
-            return
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        write_json(self.run_dir / "run.json", {
-            "model": self.model_name, "recipe": self.recipe.name, "data": self.options.data,
-            "seed": self.options.seed, "world_size": self.ctx.world_size, "global_batch": self.global_batch,
-            "batch_per_process": self.rank_batch, "grad_accum": self.recipe.grad_accum, "lr": self.lr,
-            "lr_rule": "given" if self.recipe_lr_explicit() else self.recipe.lr_scaling,
-            "amp_dtype": str(self.amp_dtype).replace("torch.", "") if self.amp_dtype else "float32",
-            "device": str(self.ctx.device), "host_memory": host_memory_policy(), "options": asdict(self.options),
-            "model_config": self.model.config.to_dict(), "classes": self.classes, "versions": library_versions(),
-        })
-        write_text(self.run_dir / "recipe.yaml", self.recipe.to_yaml())
+    def _diverged(self, what: str) -> None:
+        """Roll the in-memory run back to its last good checkpoint and stop with one line saying so."""
+        step = self.step.steps
+        state = load_training_state(self.run_dir) if (self.run_dir / LAST_STATE).exists() else None
+        if state is not None:
+            self._restore(state)
+            kept = (f"rolled back to the last good checkpoint (epoch {self.progress.epoch}, step {self.step.steps}) "
+                    f"in {self.run_dir}")
+        else:
+            kept = "no checkpoint had been written yet"
+        raise TrainingDiverged(f"{what} by step {step} (epoch {self.progress.epoch + 1}); stopped, {kept}. "
+                               "Try a lower --lr, gradient clipping (--set grad_clip=1.0) or fp32 (--set amp=false)")
 
     # -- the loop --------------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
-        self._write_run_description()
+        self._write_record()
+        spec = self.spec
+        purge = self.step.steps if self.step.steps else None
+        params = {"model": spec.model_name, "recipe": spec.recipe.name, "data": spec.options.data,
+                  "seed": spec.options.seed, "global_batch": spec.global_batch, "lr": spec.lr,
+                  "epochs": spec.recipe.epochs, "img_size": spec.recipe.img_size, "eval_img_size": spec.eval_img_size}
+        self.logger = RunLogger(self.console, self.run_dir)
+        self.ctx.on_main(lambda: self.logger.open(tensorboard=spec.options.tensorboard, mlflow_uri=spec.options.mlflow,
+                                                  resumed_step=purge, name=self.run_dir.name, params=params),
+                         what=f"could not set up logging in {self.run_dir}")
         self.say(f"run directory: {self.run_dir}")
-        start_wall = time.perf_counter() - self.wall_s
+        start_wall = time.perf_counter() - self.progress.wall_s
         kill_at = int(os.environ.get(KILL_ENV, "0") or 0)
         try:
-            while self.epoch < self.recipe.epochs:
+            while self.progress.epoch < spec.recipe.epochs:
                 self._train_epoch(kill_at, start_wall)
                 self._end_epoch(start_wall)
             summary = self._summary(time.perf_counter() - start_wall)
         finally:
+            self.logger.close()
             self.ctx.close()
         return summary
 
     def _train_epoch(self, kill_at: int, start_wall: float) -> None:
-        recipe = self.recipe
-        self.sampler.set_epoch(self.epoch)
-        self.sampler.set_start(self.batch_in_epoch * self.rank_batch)
-        self.train_model.train()
+        data, progress, step, ctx = self.data, self.progress, self.step, self.ctx
+        accum = self.spec.recipe.grad_accum
+        data.sampler.set_epoch(progress.epoch)
+        data.sampler.set_start(progress.batch_in_epoch * data.rank_batch)
+        self.model.train()
         # Creating a DataLoader iterator draws from the global RNG; keep that out of the training streams.
         saved_rng = torch.get_rng_state()
-        batches = iter(self.train_loader)
+        batches = iter(data.train_loader)
         torch.set_rng_state(saved_rng)
-        remaining = self.batches_per_epoch - self.batch_in_epoch
-        bar = tqdm(total=self.batches_per_epoch, initial=self.batch_in_epoch, disable=not (
-            self.options.progress and self.ctx.is_main), desc=f"epoch {self.epoch + 1}/{recipe.epochs}",
-            unit="batch", dynamic_ncols=True, leave=False)
-        if self.batch_in_epoch == 0:
-            self.partial = {"loss_sum": 0.0, "loss_count": 0, "images": 0, "time": 0.0}
-        part = self.partial
-        epoch_start = time.perf_counter() - part["time"]
+        if progress.batch_in_epoch == 0:
+            progress.epoch_images, progress.epoch_time = 0, 0.0
+            step.loss_sum.zero_()
+        self.console.start_epoch(f"epoch {progress.epoch + 1}/{self.spec.recipe.epochs}", data.batches_per_epoch,
+                                 progress.batch_in_epoch)
+        epoch_start = time.perf_counter() - progress.epoch_time
+        interval = {"start": time.perf_counter(), "images": 0, "loss_from": step.loss_sum.clone()}
         self.optimizer.zero_grad(set_to_none=True)
-        previous = None
-        for _ in range(remaining):
+        for _ in range(data.batches_per_epoch - progress.batch_in_epoch):
             batch = next(batches)
-            self.skipped.update(batch.skipped)
-            last_micro = (self.batch_in_epoch + 1) % recipe.grad_accum == 0
-            weight = 1.0
-            if len(batch.targets) == 0:  # every image of the batch was unreadable
-                if not self.ctx.enabled or previous is None:
-                    self.batch_in_epoch += 1
-                    if last_micro:
-                        self._optimizer_step()
-                    bar.update(1)
-                    continue
-                batch, weight = previous, 0.0  # keep DDP's collectives in step: replay with zero weight
-            previous = batch
-            images = self.prepare(batch.images)
-            targets = batch.targets.to(self.ctx.device, non_blocking=True)
-            images, soft_targets = self.mixup(images, targets)
-            # Under DDP, gradients are all-reduced only on the micro-batch that closes an accumulation.
-            with self.train_model.no_sync() if self.ctx.enabled and not last_micro else nullcontext():
-                with torch.autocast(self.ctx.device.type, dtype=self.amp_dtype or torch.float32,
-                                    enabled=self.amp_dtype is not None):
-                    logits = self.train_model(images)
-                    loss = self.loss_fn(logits.float(), soft_targets)
-                loss_value = loss.detach()
-                if not self._all_finite(loss_value):
-                    self._diverged(loss_value)
-                scaled = loss * (weight / recipe.grad_accum)
-                (self.scaler.scale(scaled) if self.scaler else scaled).backward()
-            self.batch_in_epoch += 1
-            part["loss_sum"] += float(loss_value) * weight
-            part["loss_count"] += int(weight > 0)
-            part["images"] += len(batch.targets) if weight else 0
-            part["time"] = time.perf_counter() - epoch_start
-            if last_micro:
-                self._optimizer_step()
-                if self.options.save_every and self.step % self.options.save_every == 0 \
-                        and self.batch_in_epoch < self.batches_per_epoch:
-                    self.wall_s = time.perf_counter() - start_wall
-                    self._save(epoch_end=False)
-                if kill_at and self.step == kill_at:
-                    os.kill(os.getpid(), signal.SIGKILL)
-            elapsed = time.perf_counter() - epoch_start
-            bar.set_postfix(loss=f"{loss_value.item():.4f}", lr=f"{self.optimizer.param_groups[0]['lr']:.3g}",
-                            img_s=f"{part['images'] * self.ctx.world_size / max(elapsed, 1e-9):.1f}")
-            bar.update(1)
-        bar.close()
-        elapsed = time.perf_counter() - epoch_start
-        totals = self.ctx.sum([part["loss_sum"], float(part["loss_count"]), float(part["images"])])
-        self._epoch_loss = totals[0] / max(totals[1], 1)
-        self._epoch_images = totals[2]
-        self._epoch_time = elapsed
-        self.train_images += int(totals[2])
-        self.train_time += elapsed
+            progress.skipped.update(batch.skipped)
+            last_micro = (progress.batch_in_epoch + 1) % accum == 0
+            save_due = last_micro and ctx.is_main and self.checkpoints.due(step.steps + 1)
+            counts = ctx.gather_ints([len(batch.targets), int(save_due)])
+            fewest, total = min(c[0] for c in counts), sum(c[0] for c in counts)
+            save_due = bool(counts[0][1])
+            if fewest >= MIN_BATCH_FOR_BATCHNORM:
+                images = self.prepare(batch.images)
+                targets = batch.targets.to(ctx.device, non_blocking=True)
+                step.micro_batch(images, targets, last=last_micro, global_count=total)
+                progress.epoch_images += total
+                interval["images"] += total
+            else:  # every rank skips together: no rank enters a collective the others do not
+                progress.skipped_batches += 1
+            progress.batch_in_epoch += 1
+            progress.epoch_time = time.perf_counter() - epoch_start
+            self.console.advance()
+            if not last_micro:
+                continue
+            if step.window_samples and ctx.enabled and not step.synced:
+                step.all_reduce_gradients()  # the closing micro-batch was skipped: sync by hand
+            step.optimizer_step()
+            if step.steps % self.spec.options.log_every == 0:
+                self._log_interval(interval)
+            if save_due and progress.batch_in_epoch < data.batches_per_epoch:
+                progress.wall_s = time.perf_counter() - start_wall
+                self._save(epoch_end=False)
+            if kill_at and step.steps == kill_at:
+                os.kill(os.getpid(), signal.SIGKILL)
+        self.console.end_epoch()
+        progress.epoch_time = time.perf_counter() - epoch_start
 
-    def _optimizer_step(self) -> None:
-        clip = self.recipe.grad_clip
-        if self.scaler is not None:
-            if clip:
-                self.scaler.unscale_(self.optimizer)
-                nn.utils.clip_grad_norm_(self.model.parameters(), clip)
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-        else:
-            if clip:
-                nn.utils.clip_grad_norm_(self.model.parameters(), clip)
-            self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        self.schedule.step()
-        self.step += 1
-        if self.ema is not None:
-            self.ema.update(self.model, self.step)
-
-    def _all_finite(self, loss: torch.Tensor) -> bool:
-        finite = float(torch.isfinite(loss).all())
-        return self.ctx.sum([finite])[0] == self.ctx.world_size
-
-    def _diverged(self, loss: torch.Tensor | None) -> None:
-        kept = (f"the last good checkpoint is kept in {self.run_dir}" if (self.run_dir / LAST_WEIGHTS).exists()
-                else "no checkpoint had been written yet")
-        what = "the weights became non-finite" if loss is None else f"loss became {loss.item()}"
-        raise TrainingDiverged(f"{what} at epoch {self.epoch + 1}, step {self.step + 1}; "
-                               f"stopped, {kept}. Try a lower --lr, gradient clipping (--set grad_clip=1.0) or "
-                               "fp32 (--set amp=false)")
-
-    def _evaluate(self, model: nn.Module) -> tuple[float, float]:
-        """Top-1/top-5 of `model` on the val set, sharded over ranks. Under DDP every rank first takes rank 0's
-        BatchNorm statistics (and EMA state), so the result is exactly that of the weights rank 0 saves."""
-        if self.ctx.enabled:
-            self.ctx.broadcast_tensors(list(model.buffers()) + ([] if model is self.model else
-                                                                list(model.parameters())))
-        model.eval()
-
-        def predict(images: torch.Tensor) -> torch.Tensor:
-            with torch.autocast(self.ctx.device.type, dtype=self.amp_dtype or torch.float32,
-                                enabled=self.amp_dtype is not None):
-                return model(images)
-
-        acc = run_accuracy(predict, self.val_loader, len(self.classes), self.eval_prepare,
-                           on_skipped=self.skipped.update)
-        acc.load_tensor(self.ctx.all_reduce_tensor(acc.as_tensor()))
-        return acc.top(1), acc.top(5)
+    def _log_interval(self, interval: dict[str, Any]) -> None:
+        """A log point: the only host sync of the loop. Checks for non-finite losses across ranks."""
+        step, progress = self.step, self.progress
+        loss, nonfinite = self._peek_losses(since=interval["loss_from"])
+        if nonfinite:
+            self._diverged("the loss became non-finite")
+        elapsed = time.perf_counter() - interval["start"]
+        images = interval["images"]
+        if images:
+            self.logger.interval(step=step.steps, loss=loss / images, lr=self.schedule.lr,
+                                 img_per_s=images / max(elapsed, 1e-9),
+                                 position=f"step {progress.batch_in_epoch}/{self.data.batches_per_epoch}")
+        interval.update(start=time.perf_counter(), images=0, loss_from=step.loss_sum.clone())
 
     def _end_epoch(self, start_wall: float) -> None:
+        progress, spec = self.progress, self.spec
+        epoch_loss, nonfinite = self._peek_losses()
+        if nonfinite:
+            self._diverged("the loss became non-finite")
         self._check_weights_finite()  # before anything is evaluated or written
-        top1, top5 = self._evaluate(self.model)
+        self.step.loss_sum.zero_()
+        mean_loss = epoch_loss / max(progress.epoch_images, 1)
+        top1, top5 = self.evaluate(self.model)
         ema_top1 = ema_top5 = None
         if self.ema is not None:
-            ema_top1, ema_top5 = self._evaluate(self.ema.module)
+            ema_top1, ema_top5 = self.evaluate(self.ema.module, with_parameters=True)
         row = {
-            "epoch": self.epoch + 1, "train_loss": round(self._epoch_loss, 6), "val_top1": round(top1, 4),
+            "epoch": progress.epoch + 1, "train_loss": round(mean_loss, 6), "val_top1": round(top1, 4),
             "val_top5": round(top5, 4), "ema_top1": None if ema_top1 is None else round(ema_top1, 4),
-            "ema_top5": None if ema_top5 is None else round(ema_top5, 4),
-            "lr": self.optimizer.param_groups[0]["lr"],
-            "img_per_s": round(self._epoch_images / max(self._epoch_time, 1e-9), 2),
-            "epoch_time_s": round(self._epoch_time, 3), "skipped_images": len(self.skipped),
+            "ema_top5": None if ema_top5 is None else round(ema_top5, 4), "lr": self.optimizer.param_groups[0]["lr"],
+            "img_per_s": round(progress.epoch_images / max(progress.epoch_time, 1e-9), 2),
+            "epoch_time_s": round(progress.epoch_time, 3), "skipped_images": len(progress.skipped),
+            "skipped_batches": progress.skipped_batches,
         }
-        self.history.append(row)
+        progress.history.append(row)
+        progress.train_images += progress.epoch_images
+        progress.train_time += progress.epoch_time
         ema_note = f", EMA top-1 {ema_top1:.2f}" if ema_top1 is not None else ""
-        self.say(f"epoch {self.epoch + 1}/{self.recipe.epochs}: loss {self._epoch_loss:.4f}, val top-1 {top1:.2f}, "
-                 f"top-5 {top5:.2f}{ema_note}, {row['img_per_s']:.1f} img/s, {self._epoch_time:.1f} s")
+        self.say(f"epoch {progress.epoch + 1}/{spec.recipe.epochs}: loss {mean_loss:.4f}, val top-1 {top1:.2f}, "
+                 f"top-5 {top5:.2f}{ema_note}, {row['img_per_s']:.1f} img/s, {progress.epoch_time:.1f} s")
         candidates = [(top1, "model")] + ([(ema_top1, "ema")] if ema_top1 is not None else [])
         best_value, source = max(candidates, key=lambda c: c[0])
-        self.epoch += 1
-        self.batch_in_epoch = 0
-        self.wall_s = time.perf_counter() - start_wall
-        if best_value > self.best_top1:
-            self.best_top1, self.best_epoch = best_value, self.epoch
+        progress.epoch += 1
+        progress.batch_in_epoch = 0
+        progress.epoch_images, progress.epoch_time = 0, 0.0
+        progress.wall_s = time.perf_counter() - start_wall
+        if best_value > progress.best_top1:
+            progress.best_top1, progress.best_epoch = best_value, progress.epoch
             weights = self._unwrapped_state() if source == "model" else {
                 k: v.detach().cpu() for k, v in self.ema.module.state_dict().items()}
-            self._write_on_main(lambda: save_run_weights(
+            self.ctx.on_main(lambda: save_run_weights(
                 self.run_dir, BEST_WEIGHTS, weights, config=self.save_config, class_names=self.classes,
-                extra={"epoch": self.epoch, "top1": best_value, "weights": source}))
+                extra={"epoch": progress.epoch, "top1": best_value, "weights": source}),
+                what=f"could not write {BEST_WEIGHTS} in {self.run_dir}")
         self._save(epoch_end=True)
+        self.logger.epoch(row, step=self.step.steps, history=progress.history)
 
     def _summary(self, wall_s: float) -> dict[str, Any]:
+        progress = self.progress
         in_sync = self._ranks_in_sync()
-        skipped = sorted(set().union(*self.ctx.gather_objects(sorted(self.skipped))))
-        last = self.history[-1] if self.history else {}
+        skipped = sorted(set().union(*self.ctx.gather_objects(sorted(progress.skipped))))
+        last = progress.history[-1] if progress.history else {}
         summary = {
-            "model": self.model_name, "recipe": self.recipe.name, "data": self.options.data,
-            "run_dir": str(self.run_dir), "epochs": self.epoch, "steps": self.step,
-            "best_top1": self.best_top1, "best_epoch": self.best_epoch,
+            "model": self.spec.model_name, "recipe": self.spec.recipe.name, "data": self.spec.options.data,
+            "run_dir": str(self.run_dir), "epochs": progress.epoch, "steps": self.step.steps,
+            "best_top1": progress.best_top1, "best_epoch": progress.best_epoch,
             "final_top1": last.get("val_top1"), "final_top5": last.get("val_top5"),
             "final_ema_top1": last.get("ema_top1"),
-            "train_img_per_s": round(self.train_images / max(self.train_time, 1e-9), 2),
+            "train_img_per_s": round(progress.train_images / max(progress.train_time, 1e-9), 2),
             "wall_s": round(wall_s, 2), "skipped_images": len(skipped), "skipped_files": skipped[:100],
-            "global_batch": self.global_batch, "lr": self.lr, "world_size": self.ctx.world_size,
-            "ranks_in_sync": in_sync,
+            "skipped_batches": progress.skipped_batches, "global_batch": self.spec.global_batch, "lr": self.spec.lr,
+            "img_size": self.spec.recipe.img_size, "eval_img_size": self.spec.eval_img_size,
+            "world_size": self.ctx.world_size, "ranks_in_sync": in_sync,
         }
         if self.ctx.is_main:
             write_json(self.run_dir / "summary.json", summary)
             if skipped:
                 self.say(f"skipped {len(skipped)} unreadable image(s), e.g. {skipped[0]}")
-            self.say(f"done: best top-1 {self.best_top1:.2f} (epoch {self.best_epoch}), final top-1 "
+            if progress.skipped_batches:
+                self.say(f"skipped {progress.skipped_batches} batch(es) that held fewer than "
+                         f"{MIN_BATCH_FOR_BATCHNORM} readable images on some process")
+            self.say(f"done: best top-1 {progress.best_top1:.2f} (epoch {progress.best_epoch}), final top-1 "
                      f"{summary['final_top1']:.2f}, {summary['train_img_per_s']} img/s, {summary['wall_s']:.0f} s; "
                      f"run directory {self.run_dir}")
         return summary
 
     def _ranks_in_sync(self) -> bool | None:
-        """Under DDP, check that every rank ends with the same weights (max |difference| of a checksum)."""
+        """Under DDP, check that every rank ends with the same weights and buffers (BN statistics included)."""
         if not self.ctx.enabled:
             return None
         modules = [self.model] + ([self.ema.module] if self.ema is not None else [])
         with torch.no_grad():
-            checksum = torch.stack([p.detach().double().sum() for m in modules for p in m.parameters()]).cpu()
+            tensors = [t for m in modules for t in (*m.parameters(), *m.buffers()) if t.is_floating_point()]
+            checksum = torch.stack([t.detach().double().sum() for t in tensors]).cpu()
         gathered = self.ctx.gather_objects(checksum)
         return all(torch.equal(gathered[0], other) for other in gathered[1:])
 
@@ -626,9 +533,9 @@ def train(options: TrainOptions) -> dict[str, Any]:
     return Trainer(options).run()
 
 
-def resume(run_dir: str | Path) -> dict[str, Any]:
-    """Continue a run from its last checkpoint, with the options it was started with."""
-    return Trainer(TrainOptions(), resume_dir=run_dir).run()
+def resume(run_dir: str | Path, options: TrainOptions | None = None) -> dict[str, Any]:
+    """Continue the run recorded in `run_dir` (runtime settings such as workers/progress from `options`)."""
+    return Trainer(options or TrainOptions(), resume_dir=run_dir).run()
 
 
 __all__ = ["TrainOptions", "Trainer", "TrainingDiverged", "resume", "train"]

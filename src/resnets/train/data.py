@@ -1,0 +1,110 @@
+"""The data side of a run: datasets, resumable samplers, loaders and the on-device batch preparation.
+
+Images stay uint8 from decoding to the device; normalisation, random erasing and mixing happen on the
+batch. Every augmentation is seeded per sample by the sampler, so the result depends on neither the worker
+count nor the batch a sample lands in.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch.utils.data import DataLoader
+
+from ..data.build import build_dataset
+from ..data.datasets import ImageDataset
+from ..data.loader import BatchPreprocessor, build_loader
+from ..data.samplers import RepeatAugSampler, ShuffleSampler
+from ..data.transforms import TrainAugConfig, build_eval_transform, build_train_transform
+from ..errors import ResnetsError
+from .distributed import DistContext
+from .spec import RunSpec
+
+SEED_STREAMS = {"mix": 17, "erase": 29}
+"""Offsets of the per-rank generators for batch mixing and random erasing (seed * 1000 + offset + rank)."""
+
+
+@dataclass
+class TrainData:
+    """What the loop iterates over, per rank."""
+
+    train_set: ImageDataset
+    val_set: ImageDataset
+    classes: list[str]
+    sampler: ShuffleSampler | RepeatAugSampler
+    train_loader: DataLoader
+    val_loader: DataLoader
+    rank_batch: int
+    """Images per micro-batch on this rank."""
+    steps_per_epoch: int
+    batches_per_epoch: int
+    """Micro-batches per epoch (steps x accumulation: no trailing half-accumulated batch)."""
+    workers: int
+
+    def describe(self) -> str:
+        return (f"{len(self.classes)} classes, {len(self.train_set)} train / {len(self.val_set)} val images, "
+                f"{self.steps_per_epoch} steps/epoch")
+
+
+def build_train_data(spec: RunSpec, ctx: DistContext, say: Callable[[str], None]) -> TrainData:
+    """Datasets, samplers and loaders for `spec` on this rank; one-line errors for anything that cannot work."""
+    recipe, options = spec.recipe, spec.options
+    aug = TrainAugConfig(img_size=recipe.img_size, scale=tuple(recipe.rrc_scale), ratio=tuple(recipe.rrc_ratio),
+                         interpolation=recipe.interpolation, hflip=recipe.hflip, auto_augment=recipe.auto_augment)
+    train_set = build_dataset(options.data, "train", build_train_transform(aug), strict=options.strict)
+    classes = list(train_set.classes)
+    val_set = build_dataset(options.data, "val",
+                            build_eval_transform(spec.eval_img_size, recipe.eval_crop_pct,
+                                                 recipe.resolved_eval_interpolation), strict=options.strict)
+    if list(val_set.classes) != classes:
+        raise ResnetsError(f"train and val classes differ: train has {len(classes)} "
+                           f"({', '.join(classes[:5])}...), val has {len(val_set.classes)}")
+
+    world = ctx.world_size
+    global_batch = spec.global_batch
+    if global_batch % (world * recipe.grad_accum):
+        raise ResnetsError(f"batch size {global_batch} must divide evenly over {world} process(es) x "
+                           f"{recipe.grad_accum} accumulation step(s)")
+    rank_batch = global_batch // (world * recipe.grad_accum)
+    if len(train_set) < rank_batch * world:
+        raise ResnetsError(f"the training set has {len(train_set)} images, fewer than one batch "
+                           f"({rank_batch * world}); lower --batch-size")
+    sampler_args = dict(seed=options.seed, num_replicas=world, rank=ctx.rank)
+    if recipe.aug_repeats > 1:
+        sampler: ShuffleSampler | RepeatAugSampler = RepeatAugSampler(
+            len(train_set), num_repeats=recipe.aug_repeats, batch_size=rank_batch, **sampler_args)
+        if sampler.chunk is not None:
+            say(f"repeated augmentation x{recipe.aug_repeats} over {world} process(es): the copies of an image go "
+                f"to consecutive batches, never into one BatchNorm batch")
+    else:
+        sampler = ShuffleSampler(len(train_set), shuffle=True, drop_last=True, **sampler_args)
+
+    pin = ctx.device.type == "cuda"
+    workers = options.workers
+    if workers is None:
+        workers = 0 if options.data == "digits" else min(4, os.cpu_count() or 1)
+    train_loader = build_loader(train_set, batch_size=rank_batch, sampler=sampler, num_workers=workers,
+                                pin_memory=pin, drop_last=True, persistent_workers=workers > 0)
+    val_indices = list(range(ctx.rank, len(val_set), world))
+    val_loader = build_loader(val_set, batch_size=max(rank_batch, 32), sampler=val_indices, num_workers=workers,
+                              pin_memory=pin)
+    steps_per_epoch = len(sampler) // rank_batch // recipe.grad_accum
+    if steps_per_epoch < 1:
+        raise ResnetsError("an epoch has no complete optimiser step: lower --batch-size or grad_accum")
+    return TrainData(train_set=train_set, val_set=val_set, classes=classes, sampler=sampler,
+                     train_loader=train_loader, val_loader=val_loader, rank_batch=rank_batch,
+                     steps_per_epoch=steps_per_epoch, batches_per_epoch=steps_per_epoch * recipe.grad_accum,
+                     workers=workers)
+
+
+def batch_preparers(spec: RunSpec, mean, std, ctx: DistContext, *,
+                    channels_last: bool) -> tuple[BatchPreprocessor, BatchPreprocessor, torch.Generator]:
+    """(training preparation with random erasing, evaluation preparation, the erasing generator)."""
+    erase_generator = torch.Generator().manual_seed(spec.options.seed * 1000 + SEED_STREAMS["erase"] + ctx.rank)
+    train = BatchPreprocessor(mean, std, device=ctx.device, channels_last=channels_last,
+                              re_prob=spec.recipe.re_prob, re_mode=spec.recipe.re_mode, generator=erase_generator)
+    evaluation = BatchPreprocessor(mean, std, device=ctx.device, channels_last=channels_last)
+    return train, evaluation, erase_generator
