@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "imagenette-mini"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-RSB_A3_AUGMENT = "rand-m6-mstd0.5-inc1"  # REFERENCE.md 3.1, RSB A3
+RSB_A3_AUGMENT = "rand-m6-mstd0.5-inc1"  # docs/reference.md §3.1, RSB A3
 
 
 def build_ours(data: Path, args: argparse.Namespace):

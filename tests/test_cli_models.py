@@ -70,7 +70,7 @@ def test_models_markdown_and_docs_page_in_sync(capsys):
     assert "| `resnet50` | ResNet-50-B | 25.56 | 4.09 | 224 | 224 |" in out
     assert out.count("\n| `") == len(list_models())
     page = Path(__file__).resolve().parents[1] / "docs" / "models.md"
-    assert page.read_text() == out, "docs/models.md is stale: run `resnets models --markdown > docs/models.md`"
+    assert page.read_text() == out, "docs/models.md is stale: run `python docs/generate.py`"
 
 
 def test_models_no_match(capsys):

@@ -48,7 +48,7 @@ def test_required_presets_exist():
 
 
 def test_resnet_rs_defaults_follow_the_recipe():
-    """REFERENCE §3.2: dropout 0.25 (0.4 for RS-350/420), stochastic depth 0.1 from RS-200 on, per stage."""
+    """docs/reference.md §3.2: dropout 0.25 (0.4 for RS-350/420), stochastic depth 0.1 from RS-200 on, per stage."""
     for depth, drop, drop_path in [(50, 0.25, 0.0), (101, 0.25, 0.0), (152, 0.25, 0.0), (200, 0.25, 0.1),
                                    (270, 0.25, 0.1), (350, 0.4, 0.1), (420, 0.4, 0.1)]:
         config = get_config(f"resnetrs{depth}")

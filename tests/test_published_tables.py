@@ -1,103 +1,92 @@
-"""Our presets against every size/cost table in REFERENCE §2.1–2.5 (published numbers, not our own).
+"""Our presets against every size/cost table of docs/reference.md §2.1–2.5 (published numbers, not ours).
 
-Counting convention of `config_cost`: conv + linear multiply-accumulates (torchvision's "GFLOPS" column).
-Each table below is data copied from the source named in its comment.
+The numbers are read from docs/reference.md itself, where each table names its source, so the page and the
+checks cannot drift apart: a value corrected there is checked here at the next run. Counting convention of
+`config_cost`: conv + linear multiply-accumulates (torchvision's "GFLOPS" column, docs/reference.md §2).
 """
 
 from __future__ import annotations
+
+import re
+from pathlib import Path
 
 import pytest
 
 from resnets import config_cost, get_config, list_models
 
-# --- §2.1 torchvision: torchvision/models/resnet.py weight metadata (torchvision 0.29.1), 224x224.
-# name: (exact parameter count, GFLOPS = GMACs)
-TORCHVISION = {
-    "resnet18": (11_689_512, 1.814),
-    "resnet34": (21_797_672, 3.664),
-    "resnet50": (25_557_032, 4.089),
-    "resnet101": (44_549_160, 7.801),
-    "resnet152": (60_192_808, 11.514),
-    "resnext50_32x4d": (25_028_904, 4.230),
-    "resnext101_32x8d": (88_791_336, 16.414),
-    "resnext101_64x4d": (83_455_272, 15.460),
-    "wide_resnet50_2": (68_883_240, 11.398),
-    "wide_resnet101_2": (126_886_696, 22.753),
-}
+REFERENCE_DOC = Path(__file__).resolve().parents[1] / "docs" / "reference.md"
 
-# --- §2.2 timm: results/results-imagenet.csv (params, M) and
-# results/benchmark-infer-amp-nchw-pt240-cu124-rtx4090.csv (infer_gmacs at the listed resolutions).
-# name: (params M, {resolution: GMACs})
-TIMM = {
-    "resnet18": (11.69, {224: 1.82}),
-    "resnet26": (16.00, {224: 2.36}),
-    "resnet34": (21.80, {224: 3.67}),
-    "resnet50": (25.56, {224: 4.11, 160: 2.10, 176: 2.62, 288: 6.80}),
-    "resnet50d": (25.58, {224: 4.35, 160: 2.22}),
-    "resnet101": (44.55, {224: 7.83}),
-    "resnet101d": (44.57, {256: 10.55}),
-    "resnet152": (60.19, {224: 11.56}),
-    "resnet152d": (60.21, {256: 15.41}),
-    "resnet200": (64.67, {224: 15.07}),
-    "resnet200d": (64.69, {256: 20.0}),
-    "resnext50_32x4d": (25.03, {224: 4.26}),
-    "resnext101_32x4d": (44.18, {224: 8.01}),
-    "resnext101_32x8d": (88.79, {224: 16.48}),
-    "resnext101_64x4d": (83.46, {224: 15.52}),
-    "wide_resnet50_2": (68.88, {224: 11.43}),
-    "wide_resnet101_2": (126.89, {224: 22.8}),
-    "seresnet50": (28.09, {224: 4.11}),
-    "seresnext50_32x4d": (27.56, {224: 4.26}),
-}
 
-# --- §2.3 ResNet-RS: params from timm results-imagenet.csv, GMACs from the timm benchmark csv
-# (same files as §2.2), at the resolutions listed there.
-RESNET_RS = {
-    "resnetrs50": (35.69, {160: 2.29, 224: 4.48}),
-    "resnetrs101": (63.62, {192: 6.04, 288: 13.56}),
-    "resnetrs152": (86.62, {256: 15.59, 320: 24.34}),
-    "resnetrs200": (93.21, {256: 20.18}),
-    "resnetrs270": (129.86, {256: 27.06, 352: 51.13}),
-    "resnetrs350": (163.96, {288: 43.67, 384: 77.59}),
-    "resnetrs420": (191.89, {320: 64.2, 416: 108.45}),
-}
-# §2.3 "computed here" column: conv + linear MACs of timm's definitions (REFERENCE's own cross-check,
-# three decimals), so these must agree to rounding.
-RESNET_RS_COMPUTED = {
-    "resnetrs50": {160: 2.279, 224: 4.454},
-    "resnetrs101": {160: 4.182, 192: 6.012, 224: 8.176},
-    "resnetrs152": {192: 8.747, 224: 11.895, 256: 15.528},
-    "resnetrs200": {256: 20.093},
-    "resnetrs270": {256: 26.950},
-    "resnetrs350": {256: 34.377, 320: 53.684},
-    "resnetrs420": {320: 63.942},
-}
+def reference_table(section: str, *columns: str, table: int = 0) -> list[tuple[str, ...]]:
+    """The cells of `columns` in each row of the `table`-th Markdown table under heading `section` ("2.1")."""
+    lines = REFERENCE_DOC.read_text(encoding="utf-8").splitlines()
+    heading = re.compile(rf"^(#+) {re.escape(section)}\.? ")
+    starts = [i for i, line in enumerate(lines) if heading.match(line)]
+    if len(starts) != 1:
+        raise LookupError(f"{REFERENCE_DOC.name}: expected one heading '§{section}', found {len(starts)}")
+    level = len(heading.match(lines[starts[0]]).group(1))
+    body: list[str] = []
+    for line in lines[starts[0] + 1:]:
+        if re.match(rf"^#{{1,{level}}} ", line):
+            break
+        body.append(line)
+    tables: list[list[list[str]]] = []
+    previous_was_row = False
+    for line in body:
+        is_row = line.startswith("|")
+        if is_row:
+            if not previous_was_row:
+                tables.append([])
+            tables[-1].append([cell.strip() for cell in line.strip().strip("|").split("|")])
+        previous_was_row = is_row
+    if len(tables) <= table:
+        raise LookupError(f"{REFERENCE_DOC.name} §{section} has no table number {table + 1}")
+    header, _separator, *rows = tables[table]
+    missing = [c for c in columns if c not in header]
+    if missing or not rows:
+        raise LookupError(f"{REFERENCE_DOC.name} §{section}: no column(s) {missing} in {header}" if missing
+                          else f"{REFERENCE_DOC.name} §{section}: the table has no rows")
+    return [tuple(row[header.index(c)] for c in columns) for row in rows]
+
+
+def _number(cell: str) -> float:
+    """'11 689 512' -> 11689512.0, '**0.824**' -> 0.824."""
+    return float(cell.replace(" ", "").replace("*", ""))
+
+
+def _by_size(cell: str) -> dict[int, float]:
+    """'4.11 @224; 2.10 @160' -> {224: 4.11, 160: 2.10}."""
+    values = {int(size): float(value) for value, size in re.findall(r"([\d.]+) @(\d+)", cell)}
+    if not values:
+        raise ValueError(f"no 'VALUE @SIZE' entries in {cell!r}")
+    return values
+
+
+# --- §2.1 torchvision weight metadata, 224x224. name: (exact parameter count, GFLOPS = GMACs)
+TORCHVISION = {name: (int(_number(params)), _number(gflops))
+               for name, params, gflops in reference_table("2.1", "model", "params", "GFLOPS (= GMACs)")}
+
+# --- §2.2 timm results/benchmark csvs. name: (params M, {resolution: GMACs})
+TIMM = {name: (_number(params), _by_size(gmacs))
+        for name, params, gmacs in reference_table("2.2", "model", "params (M)", "GMACs @ resolution")}
+
+# --- §2.3 ResNet-RS: params and GMACs from the same timm files as §2.2 ...
+_RS_ROWS = reference_table("2.3", "model", "params (M)", "GMACs @ resolution", "counted conv + linear GMACs")
+RESNET_RS = {name: (_number(params), _by_size(gmacs)) for name, params, gmacs, _ in _RS_ROWS}
+# ... and the "counted" column: conv + linear MACs of timm's definitions (three decimals), which must
+# agree with ours to rounding.
+RESNET_RS_COMPUTED = {name: _by_size(counted) for name, _, _, counted in _RS_ROWS}
 
 # --- §2.4 facebookresearch/ResNeXt README: "~" figures at 224 (FLOPs there = multiply-adds).
-# name: (~params M, ~GMACs)
-RESNEXT_README = {
-    "resnet50": (25, 4.1),
-    "resnext50_32x4d": (25, 4.1),
-    "resnet101": (44, 7.8),
-    "resnext101_32x4d": (44, 7.8),
-    "resnext101_64x4d": (None, 15.6),  # the README gives no parameter count for 64x4d
-}
+# name: (~params M or None where the README gives none, ~GMACs)
+RESNEXT_README = {name: (None if params == "—" else _number(params), _number(gmacs))
+                  for name, params, gmacs in reference_table("2.4", "model", "~params (M)",
+                                                             "~GFLOPs (multiply-adds)")}
 
-# --- §2.5 PaddleClas docs/en/models/ResNet_and_vd_en.md, 224x224: FLOPs (G) ≈ 2 x MACs, params (M).
-PADDLECLAS = {
-    "resnet18": (3.660, 11.690),
-    "resnet18_vd": (4.140, 11.710),
-    "resnet34": (7.360, 21.800),
-    "resnet34_vd": (7.390, 21.820),
-    "resnet50": (8.190, 25.560),
-    "resnet50_vc": (8.670, 25.580),
-    "resnet50_vd": (8.670, 25.580),
-    "resnet101": (15.520, 44.550),
-    "resnet101_vd": (16.100, 44.570),
-    "resnet152": (23.050, 60.190),
-    "resnet152_vd": (23.530, 60.210),
-    "resnet200_vd": (30.530, 74.740),
-}
+# --- §2.5 PaddleClas docs, 224x224 (first table: the architectures): FLOPs (G) ≈ 2 x MACs, params (M).
+PADDLECLAS = {name: (_number(flops), _number(params))
+              for name, flops, params in reference_table("2.5", "model", "FLOPs (G)", "params (M)")}
+
 # PaddleClas counts with paddle.flops, which also counts BN, activations, pooling and the residual adds;
 # on these tables that moves its FLOPs/2 by -0.5 % (ResNet101) to +0.9 % (ResNet18) from pure conv+linear
 # MACs, so 1 % both ways separates a counting convention from an architecture error (one extra 3x3 conv
@@ -121,6 +110,14 @@ def test_every_table_model_is_a_preset():
     tables = [TORCHVISION, TIMM, RESNET_RS, RESNET_RS_COMPUTED, RESNEXT_README, PADDLECLAS]
     missing = sorted({name for table in tables for name in table} - set(list_models()))
     assert missing == []
+
+
+def test_reference_tables_keep_every_published_row():
+    """A row lost from docs/reference.md would silently drop its checks: the tables keep their sizes."""
+    assert len(TORCHVISION) == 10  # torchvision ships ten ResNet-family classifiers
+    rs = {f"resnetrs{depth}" for depth in (50, 101, 152, 200, 270, 350, 420)}
+    assert set(RESNET_RS) == set(RESNET_RS_COMPUTED) == rs
+    assert (len(TIMM), len(RESNEXT_README), len(PADDLECLAS)) == (19, 5, 12)
 
 
 @pytest.mark.parametrize("name", sorted(TORCHVISION))

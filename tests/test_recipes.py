@@ -1,4 +1,4 @@
-"""Recipes as data: every shipped recipe loads with the values of REFERENCE.md §3; overrides, --set parsing,
+"""Recipes as data: every shipped recipe loads with the values of docs/reference.md §3; overrides, --set parsing,
 lr scaling, per-model rules, round trips and the `resnets recipes` command."""
 
 from __future__ import annotations

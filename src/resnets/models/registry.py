@@ -9,7 +9,7 @@ from .config import ResNetConfig
 
 _PRESETS: dict[str, ResNetConfig] = {}
 
-# Block type and layout for each depth (REFERENCE §1.8). ResNet-200 follows timm/TF ([3,24,36,3]);
+# Block type and layout for each depth (docs/reference.md §1.8). ResNet-200 follows timm/TF ([3,24,36,3]);
 # PaddleClas' ResNet200_vd uses its own [3,12,48,3] (see `resnet200_vd` below).
 DEPTHS: dict[int, tuple[str, tuple[int, ...]]] = {
     10: ("basic", (1, 1, 1, 1)),
@@ -113,7 +113,7 @@ def _populate() -> None:
             cardinality=card, base_width=width, **se, **VARIANTS[suffix])
 
     # ResNet-RS (arXiv 2103.07579): ResNet-D + SE 0.25 + conv instead of max-pool; per-stage
-    # stochastic depth and dropout by size (REFERENCE §3.2); eval sizes/crops of timm's ported weights.
+    # stochastic depth and dropout by size (docs/reference.md §3.2); eval sizes/crops of timm's ported weights.
     rs_layouts = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3), 200: (3, 24, 36, 3),
                   270: (4, 29, 53, 4), 350: (4, 36, 72, 4), 420: (4, 44, 87, 4)}
     rs_sizes = {50: (160, 224, 0.91), 101: (192, 288, 0.94), 152: (256, 320, 1.0), 200: (256, 320, 1.0),
