@@ -13,17 +13,18 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/resnets train
+	rm -rf runs/demo
+	$(BIN)/resnets train --out runs/demo
 
 test: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks docs/generate.py
 	$(BIN)/python -m pytest -n 2 --dist loadfile tests
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -n 2 -m "not slow" tests
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks docs/generate.py
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/inference_vs_peers.py
