@@ -68,7 +68,7 @@ def test_resnet_rs_matches_reference_and_size_rules():
     assert math.isclose(r.scaled_lr(256), 0.1)  # TF1 base_learning_rate 0.1 per 256
     assert (r.schedule, r.warmup_epochs, r.weight_decay, r.label_smoothing) == ("cosine", 5, 4e-5, 0.1)
     assert (r.ema_decay, r.ema_every_steps, r.amp_dtype) == (0.9999, 1, "bfloat16")
-    expected = {  # model: (dropout, stochastic depth, RandAugment magnitude, image size)
+    expected = {  # model: (dropout, stochastic depth, TF RandAugment magnitude, image size)
         "resnetrs50": (0.25, 0.0, 10, 160), "resnetrs101": (0.25, 0.0, 15, 192),
         "resnetrs152": (0.25, 0.0, 15, 256), "resnetrs200": (0.25, 0.1, 15, 256),
         "resnetrs270": (0.25, 0.1, 15, 256), "resnetrs350": (0.4, 0.1, 15, 320),
@@ -78,7 +78,7 @@ def test_resnet_rs_matches_reference_and_size_rules():
     for model, (dropout, depth, magnitude, size) in expected.items():
         m = r.for_model(model)
         assert (m.drop_rate, m.drop_path_rate, m.auto_augment, m.img_size) == (
-            dropout, depth, f"rand-m{magnitude}-n2", size), model
+            dropout, depth, f"randtf-m{magnitude}-n2", size), model
         assert m.for_model(f"{model}.tf_in1k") == m  # pretrained tags are ignored, rules are idempotent
     assert r.for_model("resnet50") == r  # no rule: unchanged
 
@@ -158,9 +158,13 @@ def test_set_parsing():
     ("epochs=null", "recipe field 'epochs' expects an integer, got null"),
     ("rrc_scale=[0.1, 0.5, 1]", "expects 2 values"),
     ("rrc_scale=[0.1", "cannot parse value"),
-    ("auto_augment=rand-x9", "auto_augment must be"),
+    ("auto_augment=rand-x9", "unknown RandAugment option 'x' in 'rand-x9'"),
+    ("auto_augment=rand-m7-mstd0.5-inc1-w2", "timm's op-weights index w<N> is gone from timm"),
+    ("auto_augment=randtf-m15-inc1", "'randtf' takes m<M>, n<N> only"),
     ("label_smoothing=1.5", "label_smoothing must be in"),
     ("size_rules={resnet50: {lrr: 1}}", "did you mean 'lr'"),
+    ("size_rules={resnet50: {auto_augment: randtf-m15-w1}}",
+     "size rule 'resnet50': unknown RandAugment option 'w' in 'randtf-m15-w1'"),
 ])
 def test_set_errors_are_one_line(assignment, message):
     with pytest.raises(ResnetsError) as info:

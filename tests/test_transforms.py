@@ -112,6 +112,8 @@ def test_spec_parsing():
     ("rand-mx", "bad RandAugment option 'mx'"),
     ("rand-m7-p2", r"probability p2 .* \[0, 1\]"),
     ("rand-m7-inc2", "inc0 or inc1"),
+    ("randtf-m9", "TensorFlow's RandAugment, not timm's"),
+    ("rand-m7-w2", "op-weights index w<N> is gone from timm"),
 ])
 def test_bad_specs(bad, message):
     with pytest.raises(ResnetsError, match=message):

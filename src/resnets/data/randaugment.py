@@ -11,6 +11,10 @@ convention (output pixel centre -> input coordinates, constant fill).
 
 Randomness comes from Python's ``random`` module, which the datasets seed per sample (see
 ``datasets.SampleRef``), so an image's augmentation does not depend on the worker that produced it.
+
+``parse_rand_augment`` is the one parser of RandAugment strings, for this timm flavour and for TensorFlow's
+(``randtf-m15-n2``, computed in ``randaugment_tf``). timm's old op-weights option ``w<N>`` is rejected: timm
+itself no longer has it (timm 1.0 asserts on it), so there is no behaviour left to match.
 """
 
 from __future__ import annotations
@@ -43,9 +47,18 @@ GEOMETRIC_INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "random")
 
 
 # ----------------------------------------------------------------------------------------------- spec
+# One grammar for every RandAugment string: a flavour, then "-"-separated options, each a name and a number.
+# "rand" is timm's RandAugment (this module), "randtf" the TensorFlow one the ResNet-RS authors trained with
+# (randaugment_tf.py). Recipe validation and the transforms both parse through `parse_rand_augment`.
+_TIMM_KEYS = ("m", "n", "mstd", "mmax", "inc", "p")
+_TF_KEYS = ("m", "n")
+_TIMM_USAGE = "m<M>, n<N>, mstd<S>, mmax<X>, inc<0|1>, p<P>"
+_TF_USAGE = "m<M>, n<N>"
+
+
 @dataclass(frozen=True)
 class RandAugmentSpec:
-    """A parsed ``rand-m{M}-n{N}-mstd{S}-mmax{X}-inc{0|1}-p{P}`` string (timm's defaults)."""
+    """A parsed timm string ``rand-m{M}-n{N}-mstd{S}-mmax{X}-inc{0|1}-p{P}`` (timm's defaults)."""
 
     magnitude: float = 10.0
     num_ops: int = 2
@@ -56,36 +69,9 @@ class RandAugmentSpec:
 
     @classmethod
     def parse(cls, spec: str) -> RandAugmentSpec:
-        sections = spec.strip().split("-")
-        if sections[0] != "rand":
-            raise ResnetsError(f"RandAugment spec {spec!r} must start with 'rand' "
-                               "(e.g. 'rand-m7-mstd0.5-inc1')")
-        values: dict[str, float] = {}
-        for section in sections[1:]:
-            match = re.fullmatch(r"([a-z]+)(\d+(?:\.\d*)?|\.\d+)", section)
-            if match is None:
-                raise ResnetsError(f"bad RandAugment option {section!r} in {spec!r}: expected a name and a "
-                                   "number (m<M>, n<N>, mstd<S>, mmax<X>, inc<0|1>, p<P>)")
-            key, number = match.group(1), float(match.group(2))
-            if key not in _SPEC_KEYS:
-                raise ResnetsError(f"unknown RandAugment option {key!r} in {spec!r}; "
-                                   f"valid options: {', '.join(_SPEC_KEYS)}")
-            values[key] = number
-        std = values.get("mstd", 0.0)
-        parsed = cls(
-            magnitude=values.get("m", LEVEL_DENOM),
-            num_ops=int(values.get("n", 2)),
-            magnitude_std=math.inf if std > 100 else std,
-            magnitude_max=values.get("mmax", LEVEL_DENOM),
-            increasing=bool(int(values.get("inc", 0))),
-            prob=values.get("p", 0.5),
-        )
-        if not 0.0 <= parsed.prob <= 1.0:
-            raise ResnetsError(f"RandAugment probability p{parsed.prob:g} in {spec!r} must be in [0, 1]")
-        if values.get("inc", 0) not in (0, 1):
-            raise ResnetsError(f"RandAugment option inc in {spec!r} must be inc0 or inc1")
-        if parsed.magnitude_max <= 0:
-            raise ResnetsError(f"RandAugment option mmax in {spec!r} must be > 0")
+        parsed = parse_rand_augment(spec)
+        if not isinstance(parsed, cls):
+            raise ResnetsError(f"{spec!r} is TensorFlow's RandAugment, not timm's 'rand-...'")
         return parsed
 
     def sample_level(self) -> float:
@@ -98,7 +84,68 @@ class RandAugmentSpec:
         return max(0.0, min(level, self.magnitude_max))
 
 
-_SPEC_KEYS = ("m", "n", "mstd", "mmax", "inc", "p")
+@dataclass(frozen=True)
+class TFRandAugmentSpec:
+    """A parsed ``randtf-m{M}-n{N}``: TF's RandAugment has only a magnitude (uncapped) and a layer count."""
+
+    magnitude: float = 10.0  # TF's default; level / 10 scales each op's range, any level >= 0 is used as is
+    num_ops: int = 2
+
+
+def parse_rand_augment(spec: str) -> RandAugmentSpec | TFRandAugmentSpec:
+    """Parse a timm (``rand-...``) or TensorFlow (``randtf-...``) RandAugment string; one-line errors."""
+    sections = spec.strip().split("-")
+    flavour = sections[0]
+    if flavour not in ("rand", "randtf"):
+        raise ResnetsError(f"RandAugment spec {spec!r} must start with 'rand' (timm's, e.g. "
+                           "'rand-m7-mstd0.5-inc1') or 'randtf' (TensorFlow's, e.g. 'randtf-m15-n2')")
+    keys, usage = (_TF_KEYS, _TF_USAGE) if flavour == "randtf" else (_TIMM_KEYS, _TIMM_USAGE)
+    values: dict[str, float] = {}
+    for section in sections[1:]:
+        match = re.fullmatch(r"([a-z]+)(\d+(?:\.\d*)?|\.\d+)", section)
+        if match is None:
+            raise ResnetsError(f"bad RandAugment option {section!r} in {spec!r}: expected a name and a "
+                               f"number ({usage})")
+        key, number = match.group(1), float(match.group(2))
+        if key not in keys:
+            raise ResnetsError(_unknown_option(spec, section, key, flavour))
+        if key in values:
+            raise ResnetsError(f"RandAugment option {key!r} is given twice in {spec!r}")
+        values[key] = number
+    num_ops = values.get("n", 2)
+    if num_ops != int(num_ops):
+        raise ResnetsError(f"RandAugment option n{num_ops:g} in {spec!r} must be a whole number of ops")
+    if flavour == "randtf":
+        return TFRandAugmentSpec(magnitude=values.get("m", 10.0), num_ops=int(num_ops))
+    std = values.get("mstd", 0.0)
+    parsed = RandAugmentSpec(
+        magnitude=values.get("m", LEVEL_DENOM),
+        num_ops=int(num_ops),
+        magnitude_std=math.inf if std > 100 else std,
+        magnitude_max=values.get("mmax", LEVEL_DENOM),
+        increasing=bool(int(values.get("inc", 0))),
+        prob=values.get("p", 0.5),
+    )
+    if not 0.0 <= parsed.prob <= 1.0:
+        raise ResnetsError(f"RandAugment probability p{parsed.prob:g} in {spec!r} must be in [0, 1]")
+    if values.get("inc", 0) not in (0, 1):
+        raise ResnetsError(f"RandAugment option inc in {spec!r} must be inc0 or inc1")
+    if parsed.magnitude_max <= 0:
+        raise ResnetsError(f"RandAugment option mmax in {spec!r} must be > 0")
+    return parsed
+
+
+def _unknown_option(spec: str, section: str, key: str, flavour: str) -> str:
+    if flavour == "randtf":
+        if key in _TIMM_KEYS:
+            return (f"RandAugment option {section!r} in {spec!r} is timm's, not TensorFlow's: 'randtf' takes "
+                    f"{_TF_USAGE} only (no magnitude noise or cap, every chosen op is applied)")
+        return f"unknown RandAugment option {key!r} in {spec!r}; valid options for 'randtf': {', '.join(_TF_KEYS)}"
+    if key == "w":
+        # timm's old op-weights index: timm dropped it (timm 1.0 asserts on it), so there is nothing to match
+        return (f"RandAugment option {section!r} in {spec!r} is not supported: timm's op-weights index "
+                f"w<N> is gone from timm, which rejects it too; valid options: {', '.join(_TIMM_KEYS)}")
+    return f"unknown RandAugment option {key!r} in {spec!r}; valid options: {', '.join(_TIMM_KEYS)}"
 
 
 # ------------------------------------------------------------------------------------- point / colour ops

@@ -23,11 +23,12 @@ from torchvision.transforms.v2 import functional as F
 
 from ..errors import ResnetsError, unknown
 from .preprocess import interpolation_mode, resize_size
-from .randaugment import TIMM_FILL, RandAugment
+from .randaugment import TIMM_FILL, RandAugment, RandAugmentSpec, TFRandAugmentSpec, parse_rand_augment
+from .randaugment_tf import TFRandAugment
 
 Transform = Callable[[torch.Tensor], torch.Tensor]
 TRAIN_INTERPOLATIONS = ("bilinear", "bicubic", "nearest", "random")
-AUTO_AUGMENTS = ("rand-m<M>[-n<N>-mstd<S>-mmax<X>-inc<0|1>-p<P>]", "ta_wide", "none")
+AUTO_AUGMENTS = ("rand-m<M>[-n<N>-mstd<S>-mmax<X>-inc<0|1>-p<P>]", "randtf-m<M>[-n<N>]", "ta_wide", "none")
 
 
 @dataclass
@@ -39,7 +40,7 @@ class TrainAugConfig:
     ratio: tuple[float, float] = (3 / 4, 4 / 3)
     interpolation: str = "bilinear"  # "bilinear" | "bicubic" | "random" (timm: bilinear or bicubic per image)
     hflip: float = 0.5
-    auto_augment: str | None = None  # "rand-m7-mstd0.5-inc1" (timm RandAugment), "ta_wide", or None
+    auto_augment: str | None = None  # "rand-m7-mstd0.5-inc1" (timm), "randtf-m15-n2" (TF), "ta_wide", or None
     fill: tuple[int, ...] = TIMM_FILL  # colour of areas uncovered by RandAugment's geometric ops (not TA)
 
 
@@ -168,20 +169,39 @@ class CenterCropEval:
                 f"interpolation={self.mode.value})")
 
 
-def build_auto_augment(spec: str | None, interpolation: str = "bilinear",
-                       fill: Sequence[int] = TIMM_FILL) -> Transform | None:
-    """The per-sample policy named by `spec`: timm RandAugment strings, torchvision's TrivialAugmentWide."""
+def parse_auto_augment(spec: str | None) -> RandAugmentSpec | TFRandAugmentSpec | str | None:
+    """Check an auto_augment value: None for no policy, "ta_wide", or a parsed RandAugment spec.
+
+    The one parser of these strings: recipe validation calls it, so a value `resnets recipes --set` accepts
+    is one the transforms build, and a bad one gets the same one-line error everywhere.
+    """
     if spec is None or spec.strip().lower() in ("", "none"):
         return None
     spec = spec.strip()
-    if spec.startswith("rand"):
-        return RandAugment(spec, interpolation=interpolation, fill=fill)
     if spec == "ta_wide":
-        # torchvision's own op (its recipe's choice), on uint8 tensors; its affine ops take bilinear/nearest
-        # only, and it fills with black as torchvision's reference training does
-        mode = T.InterpolationMode.NEAREST if interpolation == "nearest" else T.InterpolationMode.BILINEAR
-        return T.TrivialAugmentWide(interpolation=mode)
+        return spec
+    if spec.startswith("rand"):
+        return parse_rand_augment(spec)
     raise ResnetsError(f"unknown auto_augment {spec!r}; choose from {', '.join(AUTO_AUGMENTS)}")
+
+
+def build_auto_augment(spec: str | None, interpolation: str = "bilinear",
+                       fill: Sequence[int] = TIMM_FILL) -> Transform | None:
+    """The per-sample policy named by `spec`: timm's or TF's RandAugment, torchvision's TrivialAugmentWide.
+
+    `interpolation` and `fill` apply to timm's RandAugment; TF's always samples NEAREST and fills with 128.
+    """
+    parsed = parse_auto_augment(spec)
+    if parsed is None:
+        return None
+    if isinstance(parsed, TFRandAugmentSpec):
+        return TFRandAugment(parsed)
+    if isinstance(parsed, RandAugmentSpec):
+        return RandAugment(parsed, interpolation=interpolation, fill=fill)
+    # ta_wide: torchvision's own op (its recipe's choice), on uint8 tensors; its affine ops take bilinear/nearest
+    # only, and it fills with black as torchvision's reference training does
+    mode = T.InterpolationMode.NEAREST if interpolation == "nearest" else T.InterpolationMode.BILINEAR
+    return T.TrivialAugmentWide(interpolation=mode)
 
 
 def build_train_transform(cfg: TrainAugConfig) -> Transform:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import math
-import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from ..data.transforms import parse_auto_augment
 from ..errors import ResnetsError, UnknownNameError, unknown
 
 RECIPE_PACKAGE = "resnets.train.recipes"
@@ -32,10 +32,6 @@ TRAIN_INTERPOLATIONS = ("bilinear", "bicubic", "nearest", "random")
 EVAL_INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
 AMP_DTYPES = ("bfloat16", "float16")
 RE_MODES = ("const", "rand", "pixel")
-# timm's RandAugment string: "rand" then "-"-separated options (m: magnitude, n: ops, mstd: magnitude noise,
-# mmax: magnitude cap, inc: increasing-severity ops, w: op weights, p: op probability).
-_RAND_OPTION = re.compile(r"^(m\d+(\.\d+)?|n\d+|mstd\d+(\.\d+)?|mmax\d+(\.\d+)?|inc[01]|w\d+|p\d+(\.\d+)?)$")
-AUTO_AUGMENTS = ("ta_wide",)
 
 # Fields a size rule may not change: they say what the recipe is, not how it trains.
 _IDENTITY_FIELDS = ("name", "source", "description", "size_rules")
@@ -121,7 +117,7 @@ class Recipe:
     """When both are on: probability of CutMix instead of Mixup for a batch."""
     # --- augmentation -------------------------------------------------------------------------------------
     auto_augment: str | None = None
-    """timm RandAugment string ("rand-m7-mstd0.5-inc1"), "ta_wide" (TrivialAugmentWide) or None."""
+    """RandAugment: timm's ("rand-m7-mstd0.5-inc1") or TF's ("randtf-m15-n2"); "ta_wide" (TrivialAugmentWide); None."""
     rrc_scale: tuple[float, float] = (0.08, 1.0)
     rrc_ratio: tuple[float, float] = (0.75, 1.3333333333333333)
     hflip: float = 0.5
@@ -215,9 +211,6 @@ class Recipe:
             (self.mixup_alpha >= 0 and self.cutmix_alpha >= 0, "mixup_alpha and cutmix_alpha must be >= 0"),
             (0.0 <= self.mixup_prob <= 1.0, f"mixup_prob {prob}, got {self.mixup_prob}"),
             (0.0 <= self.mixup_switch_prob <= 1.0, f"mixup_switch_prob {prob}, got {self.mixup_switch_prob}"),
-            (_valid_auto_augment(self.auto_augment),
-             f"auto_augment must be null, 'ta_wide' or a RandAugment string like 'rand-m9-mstd0.5-inc1', "
-             f"got {self.auto_augment!r}"),
             (0.0 < self.rrc_scale[0] <= self.rrc_scale[1] <= 1.0,
              f"rrc_scale must satisfy 0 < low <= high <= 1, got {list(self.rrc_scale)}"),
             (0.0 < self.rrc_ratio[0] <= self.rrc_ratio[1], f"rrc_ratio must satisfy 0 < low <= high, got "
@@ -242,6 +235,7 @@ class Recipe:
         for ok, message in checks:
             if not ok:
                 raise ResnetsError(f"recipe {self.name!r}: {message}")
+        _check_auto_augment(f"recipe {self.name!r}", self.auto_augment)
 
     # --- derived values ------------------------------------------------------------------------------------------
     @property
@@ -410,7 +404,18 @@ def _convert_rule_value(recipe: str, pattern: str, key: str, value: Any, hints: 
         raise ResnetsError(f"recipe {recipe!r}, size rule {pattern!r}: {unknown('recipe field', key, hints)}")
     if key in _IDENTITY_FIELDS:
         raise ResnetsError(f"recipe {recipe!r}, size rule {pattern!r}: {key!r} cannot be set per model")
-    return _convert(key, hints[key], value)
+    converted = _convert(key, hints[key], value)
+    if key == "auto_augment":
+        _check_auto_augment(f"recipe {recipe!r}, size rule {pattern!r}", converted)
+    return converted
+
+
+def _check_auto_augment(where: str, value: str | None) -> None:
+    """Parse with the data pipeline's own parser, so recipes accept exactly what the transforms build."""
+    try:
+        parse_auto_augment(value)
+    except ResnetsError as error:
+        raise ResnetsError(f"{where}: {error}") from None
 
 
 def _convert(name: str, hint: Any, value: Any) -> Any:
@@ -495,13 +500,6 @@ def _show(value: Any) -> str:
 
 def _choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
     return f"{name} must be one of {', '.join(choices)}; got {value!r}"
-
-
-def _valid_auto_augment(value: str | None) -> bool:
-    if value is None or value in AUTO_AUGMENTS:
-        return True
-    parts = value.split("-")
-    return parts[0] == "rand" and all(_RAND_OPTION.match(p) for p in parts[1:])
 
 
 def _plain(value: Any) -> Any:
