@@ -264,3 +264,16 @@ def test_grad_checkpointing_from_the_config():
     assert model.grad_checkpointing and model.config.grad_checkpointing
     model.set_grad_checkpointing(False)
     assert not model.grad_checkpointing
+
+
+# --- the CLI ------------------------------------------------------------------------------------------------
+def test_info_shows_the_dilation_and_refuses_an_impossible_output_stride(capsys):
+    from resnets.cli import main
+
+    assert main(["info", "resnet50d", "--output-stride", "16"]) == 0
+    out = capsys.readouterr().out
+    assert "output stride 16 (dilation 1, 1, 1, 2)" in out and "layer4       3  2048 x 14 x 14" in out
+    assert main(["info", "resnet50", "--output-stride", "12"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err == ("error: invalid ResNetConfig: output_stride 12 is not possible for this network: "
+                                 "choose one of 8, 16, 32\n")

@@ -341,6 +341,21 @@ def test_preact_checkpoint_head_is_found(tmp_path):
         create_model("resnetv2_18", weights=path, num_classes=3, width_multiplier=0.25)
 
 
+@pytest.mark.parametrize("name", ["resnetv2_50d", "resnet50v2", "resnetv2_18"])
+def test_fuse_folds_the_preact_convs(name):
+    """BN folding (inference/fuse.py) folds conv1->norm2 and conv2->norm3 of every pre-activation block and the
+    deep stem's norms; each block's norm1 and the final norm see a residual sum and stay."""
+    from resnets.inference.fuse import count_batchnorms, fuse_model
+
+    model = _randomised(_tiny(name))
+    fused = fuse_model(model)
+    blocks = sum(len(stage) for stage in model.stage_blocks)
+    assert count_batchnorms(fused) == blocks + 1
+    with torch.no_grad():
+        expected = model(_x())
+        assert (fused(_x()) - expected).abs().max() <= 1e-5 * max(1.0, expected.abs().max().item())
+
+
 def test_keras_v2_layout():
     """tf_keras applications resnet.py stack2/block2: the stride on each stage's last 3x3, a tensor-free 1x1
     max-pool shortcut there, biased convs into the residual stream, zero-padded stem pool, eps 1.001e-5."""

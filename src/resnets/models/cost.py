@@ -119,7 +119,9 @@ def _check_size(size: int) -> None:
 
 def _trace(model: ResNet, size: int) -> tuple[dict[str, int], dict[str, tuple[int, ...]]]:
     """One forward pass of a 1-image batch: MACs of every conv/linear by qualified name, and the output
-    shape (without batch) of every module a cost group names."""
+    shape (without batch) of every cost group: that of the group's module that finishes last (hooks fire
+    after a module's children, so that is the group's output, also where the model calls a group's
+    children one by one)."""
     macs: dict[str, int] = {}
     shapes: dict[str, tuple[int, ...]] = {}
     hooks = []
@@ -127,9 +129,11 @@ def _trace(model: ResNet, size: int) -> tuple[dict[str, int], dict[str, tuple[in
         if isinstance(module, nn.Conv2d | nn.Linear):
             hooks.append(module.register_forward_hook(
                 lambda mod, _inp, out, n=name: macs.__setitem__(n, macs.get(n, 0) + _layer_macs(mod, out))))
-    for name in {c for children in model.cost_groups().values() for c in children}:
-        hooks.append(model.get_submodule(name).register_forward_hook(
-            lambda _mod, _inp, out, n=name: shapes.__setitem__(n, tuple(out.shape[1:]))))
+    for group, children in model.cost_groups().items():
+        for child in children:
+            for module in model.get_submodule(child).modules():
+                hooks.append(module.register_forward_hook(
+                    lambda _mod, _inp, out, g=group: shapes.__setitem__(g, tuple(out.shape[1:]))))
     device = next(model.parameters()).device
     was_training = model.training
     try:
@@ -172,7 +176,7 @@ def count_cost(model: ResNet, img_size: int | None = None) -> ModelCost:
     for group, children in model.cost_groups().items():
         params = sum(_params(model.get_submodule(c)) for c in children)
         blocks = len(_stage(model, group)) if group.startswith("layer") else 0
-        shape = shapes.get(children[-1], ())
+        shape = shapes.get(group, ())
         stages.append(StageCost(group, blocks, shape, params, sum(_macs_under(macs, c) for c in children)))
     return ModelCost(config.name, size, _params(model), sum(macs.values()), stages)
 
@@ -204,7 +208,7 @@ def _config_cost(config: ResNetConfig, size: int) -> ModelCost:
             params = sum(_params(compact.get_submodule(c)) for c in children)
             stage_macs, blocks = sum(_macs_under(macs, c) for c in children), 0
         total_params += params
-        stages.append(StageCost(group, blocks, shapes.get(children[-1], ()), params, stage_macs))
+        stages.append(StageCost(group, blocks, shapes.get(group, ()), params, stage_macs))
     grouped = sum(_params(compact.get_submodule(c)) for children in groups.values() for c in children)
     if grouped != _params(compact):  # a parameterised child outside the groups would be silently dropped
         raise RuntimeError("cost groups do not cover every parameter of the model")
