@@ -135,6 +135,8 @@ def test_unknown_field_suggests_closest():
     ("output_stride", 24, "choose one of 8, 16, 32"),
     ("out_indices", (0, 5), "out_indices"),
     ("out_indices", (-1,), "out_indices"),
+    ("out_indices", 3, "out_indices"),
+    ("out_indices", ("a", 1), "out_indices"),
     ("features_only", True, "use num_classes=0"),
 ])
 def test_invalid_values_are_one_line_errors(field, value, fragment):

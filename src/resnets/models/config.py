@@ -17,7 +17,7 @@ StrideBlock = Literal["first", "last"]
 DropPathSchedule = Literal["linear", "stage"]
 Activation = Literal["relu", "silu"]
 NormLayer = Literal["batchnorm", "frozen_batchnorm", "groupnorm"]
-OUTPUT_STRIDES = (8, 16, 32)
+MIN_OUTPUT_STRIDE = 8  # timm's smallest: dilating stage 2 as well would leave only the stem strided
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -143,13 +143,13 @@ class ResNetConfig:
 
     @property
     def strided_blocks(self) -> int:
-        """Blocks that downsample by 2 (after the stem's 4): one per stage but the first."""
+        """Blocks that downsample by 2 after the stem's 4: one per boundary between stages."""
         return len(self.layers) - 1
 
     @property
     def output_strides(self) -> tuple[int, ...]:
         """The output strides this network can be built with: 4 x 2^k from 8 (timm's range) to its own."""
-        return tuple(4 * 2 ** k for k in range(1, self.strided_blocks + 1) if 4 * 2 ** k >= OUTPUT_STRIDES[0])
+        return tuple(4 * 2 ** k for k in range(1, self.strided_blocks + 1) if 4 * 2 ** k >= MIN_OUTPUT_STRIDE)
 
     def scaled(self, channels: int) -> int:
         """A width after the width multiplier (rounded to a multiple of 8, never below 8)."""
@@ -195,8 +195,9 @@ class ResNetConfig:
              f"output_stride {self.output_stride} is not possible for this network: choose one of "
              f"{', '.join(str(s) for s in self.output_strides)}"),
             (self.out_indices is None or (
-                len(self.out_indices) >= 1 and list(self.out_indices) == sorted(set(self.out_indices))
-                and all(isinstance(i, int) and 0 <= i <= len(self.layers) for i in self.out_indices)),
+                isinstance(self.out_indices, tuple) and len(self.out_indices) >= 1
+                and all(isinstance(i, int) and 0 <= i <= len(self.layers) for i in self.out_indices)
+                and list(self.out_indices) == sorted(set(self.out_indices))),
              f"out_indices must be increasing feature indices from 0 (stem) to {len(self.layers)} (last stage), "
              f"got {self.out_indices}"),
             (not self.features_only or self.num_classes == 0,

@@ -61,6 +61,11 @@ def _stem_convs(config: ResNetConfig) -> list[tuple[str, nn.Conv2d]]:
             ("conv3", nn.Conv2d(second, out, 3, padding=1, bias=config.residual_bias))]
 
 
+def _last_stem_conv(config: ResNetConfig) -> str:
+    """The pre-activation stem's feature tap (timm's): its last conv (names from `_stem_convs`), before the pool."""
+    return "conv" if config.stem_type == "conv7" else "conv3"
+
+
 def _v1_stem(config: ResNetConfig) -> nn.Module:
     """`conv1`: the 7x7 conv, or the deep stem's convs with norm + act between them (indices as timm's)."""
     convs = _stem_convs(config)
@@ -149,7 +154,7 @@ class ResNet(nn.Module):
         taps = [{"module": "", "num_chs": channels, "reduction": 2}]
         if config.preact:
             self._build_preact_stem(config, with_pool=depth > 0)
-            taps[0]["module"] = f"stem.{'conv' if config.stem_type == 'conv7' else 'conv3'}"
+            taps[0]["module"] = f"stem.{_last_stem_conv(config)}"
         else:
             self._build_v1_stem(config, channels, with_pool=depth > 0)
             taps[0]["module"] = "act1"
@@ -192,8 +197,7 @@ class ResNet(nn.Module):
 
     def _build_preact_stem(self, config: ResNetConfig, with_pool: bool) -> None:
         self.stem = _preact_stem(config, with_pool)
-        self._stem_tap = list(self.stem).index(self.stem.get_submodule(
-            "conv" if config.stem_type == "conv7" else "conv3"))
+        self._stem_tap = list(self.stem).index(self.stem.get_submodule(_last_stem_conv(config)))
 
     def _build_head(self, config: ResNetConfig, channels: int) -> None:
         if config.preact:  # the residual stream is un-normalised until here
