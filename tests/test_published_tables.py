@@ -192,6 +192,12 @@ def paddle_params(name: str) -> int:
     return config_cost(get_config(name)).params + stats
 
 
+# --- Keras applications table (keras.io/api/applications: ResNet50V2 25.6M, ResNet101V2 44.7M, ResNet152V2 60.4M
+# parameters); the exact figures are tf_keras 2.21's `count_params()` of those models (measured here), which
+# counts the BN moving mean and variance as parameters.
+KERAS_V2 = {"resnet50v2": 25_613_800, "resnet101v2": 44_675_560, "resnet152v2": 60_380_648}
+
+
 def _cost(name: str, size: int = 224):
     return config_cost(get_config(name), size)
 
@@ -201,7 +207,7 @@ def _rel(ours: float, published: float) -> float:
 
 
 def test_every_table_model_is_a_preset():
-    tables = [TORCHVISION, TIMM, RESNET_RS, RESNET_RS_COMPUTED, RESNEXT_README, PADDLECLAS, PADDLE_FLOPS]
+    tables = [TORCHVISION, TIMM, RESNET_RS, RESNET_RS_COMPUTED, RESNEXT_README, PADDLECLAS, PADDLE_FLOPS, KERAS_V2]
     missing = sorted({name for table in tables for name in table} - set(list_models()))
     assert missing == []
 
@@ -326,3 +332,11 @@ def test_paddleclas_se_resnext152_64x4d_is_senet154_vd_without_the_avg_pool():
     strided-conv shortcut, which has the same parameters."""
     assert config_cost(get_config("se_resnext152_64x4d")).params == config_cost(get_config("senet154_vd")).params
     assert get_config("se_resnext152_64x4d").replace(shortcut="avg", name="senet154_vd") == get_config("senet154_vd")
+
+
+@pytest.mark.parametrize("name", sorted(KERAS_V2))
+def test_keras_v2_parameter_counts(name):
+    """Keras counts BN moving statistics (2 per channel) as parameters; with them ours is its count exactly."""
+    model = meta_model(get_config(name))
+    stats = sum(2 * m.num_features for m in model.modules() if isinstance(m, nn.BatchNorm2d))
+    assert config_cost(get_config(name)).params + stats == KERAS_V2[name]
