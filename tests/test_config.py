@@ -30,8 +30,10 @@ def test_registry_size_and_natural_order():
     assert len(names) >= 45 and len(set(names)) == len(names)
     assert names.index("resnet18") < names.index("resnet50") < names.index("resnet101")
     assert list_models("resnet5?d") == ["resnet50d"]
-    assert set(list_models("*_vd")) == {"resnet18_vd", "resnet34_vd", "resnet50_vd", "resnet101_vd",
-                                       "resnet152_vd", "resnet200_vd"}
+    assert set(list_models("resnet*_vd")) == {"resnet18_vd", "resnet34_vd", "resnet50_vd", "resnet101_vd",
+                                             "resnet152_vd", "resnet200_vd"}
+    assert set(list_models("*_vb")) == {"resnet18_vb", "resnet34_vb"}
+    assert list_models("resnetv2_5*") == ["resnetv2_50", "resnetv2_50d", "resnetv2_50d_gn", "resnetv2_50t"]
     assert list_models("nothing*") == []
 
 
@@ -42,6 +44,13 @@ def test_required_presets_exist():
                 "seresnet18", "seresnet34", "seresnet50", "seresnet101", "seresnet152", "seresnet50d",
                 "seresnext50_32x4d", "seresnext101_32x4d", "seresnext101_32x8d", "resnet50_vd", "resnet50_vc",
                 "resnet200_vd"] + [f"resnetrs{d}" for d in (50, 101, 152, 200, 270, 350, 420)]
+    # issue 12: timm's BN pre-activation nets, Keras' V2, and the PaddleClas zoo under its lower-case names
+    required += [f"resnetv2_{d}{s}" for d in (18, 34, 50, 101, 152) for s in ("", "d")] + ["resnetv2_50t",
+                                                                                           "resnetv2_50d_gn"]
+    required += ["resnet50v2", "resnet101v2", "resnet152v2", "resnet18_vb", "resnet34_vb", "se_resnet18_vd",
+                 "se_resnet34_vd", "se_resnet50_vd", "se_resnext50_32x4d", "se_resnext101_32x4d",
+                 "se_resnext152_64x4d", "se_resnext50_vd_32x4d", "senet154_vd", "resnext50_64x4d", "resnext152_64x4d"]
+    required += [f"resnext{d}_vd_{c}x4d" for d in (50, 101, 152) for c in (32, 64)]
     assert sorted(set(required) - set(list_models())) == []
     for depth in (18, 26, 34, 50, 101, 152, 200):
         assert {f"resnet{depth}c", f"resnet{depth}d"} <= set(list_models())
@@ -118,11 +127,36 @@ def test_unknown_field_suggests_closest():
     ("crop_pct", 0.0, "crop_pct"),
     ("interpolation", "lanczos", "interpolation"),
     ("cardinality", 0, "cardinality"),
+    ("stride_block", "middle", "stride_block"),
+    ("residual_bias", True, "residual_bias needs preact"),
+    ("norm_layer", "layernorm", "norm_layer"),
+    ("norm_groups", 0, "norm_groups"),
+    ("output_stride", 4, "output_stride 4 is not possible"),
+    ("output_stride", 24, "choose one of 8, 16, 32"),
+    ("out_indices", (0, 5), "out_indices"),
+    ("out_indices", (-1,), "out_indices"),
+    ("out_indices", 3, "out_indices"),
+    ("out_indices", ("a", 1), "out_indices"),
+    ("features_only", True, "use num_classes=0"),
 ])
 def test_invalid_values_are_one_line_errors(field, value, fragment):
     with pytest.raises(ResnetsError, match=fragment) as info:
         get_config("resnet50").replace(**{field: value})
     assert "\n" not in str(info.value) and str(info.value).startswith("invalid ResNetConfig")
+
+
+def test_preact_refuses_the_conv_stem_pool():
+    with pytest.raises(ResnetsError, match="stem_pool='conv'"):
+        get_config("resnetv2_50").replace(stem_pool="conv")
+
+
+def test_output_strides_follow_the_stage_count():
+    assert get_config("resnet50").output_strides == (8, 16, 32)
+    three = get_config("resnet50").replace(layers=(2, 2, 2), stage_planes=(64, 128, 256))
+    assert three.output_strides == (8, 16) and three.output_stride is None  # its own stride is 16
+    with pytest.raises(ResnetsError, match="choose one of 8, 16$"):
+        three.replace(output_stride=32)
+    assert get_config("resnet50v2").output_strides == (8, 16, 32)
 
 
 def test_basic_blocks_refuse_groups():

@@ -7,9 +7,9 @@ import torch
 from torch import nn
 
 from resnets import ResnetsError, config_cost, count_cost, create_model, get_config, list_models
-from resnets.models.blocks import BasicBlock, Bottleneck
+from resnets.models.blocks import BasicBlock, Bottleneck, PreActBottleneck
 from resnets.models.cost import meta_model
-from resnets.models.resnet import drop_path_rates
+from resnets.models.resnet import _max_pool, drop_path_rates
 
 
 def _tiny(name: str = "resnet18", **overrides) -> nn.Module:
@@ -39,8 +39,11 @@ def test_forward_stages_shapes_and_strides(name, channels):
     with torch.no_grad():
         stages = model.forward_stages(_x(96))
     assert [s.shape for s in stages] == [(2, c, 96 // r, 96 // r) for c, r in zip(channels, (4, 8, 16, 32), strict=True)]
-    assert [(f["num_chs"], f["reduction"], f["module"]) for f in model.feature_info] == [
+    assert [(f["num_chs"], f["reduction"], f["module"]) for f in model.feature_info] == [(16, 2, "act1")] + [
         (c, r, f"layer{i + 1}") for i, (c, r) in enumerate(zip(channels, (4, 8, 16, 32), strict=True))]
+    with torch.no_grad():
+        taps = model.forward_intermediates(_x(96))
+    assert taps[0].shape == (2, 16, 48, 48) and all(torch.equal(a, b) for a, b in zip(taps[1:], stages, strict=True))
     with torch.no_grad():
         features = model.forward_features(_x(96))
         torch.testing.assert_close(features, stages[-1])
@@ -119,7 +122,7 @@ def test_per_stage_drop_path_schedule_as_resnet_rs():
     assert drop_path_rates(config) == [[pytest.approx(0.2 * f)] * n for f, n in zip((0.4, 0.6, 0.8, 1.0), (3, 4, 6, 3),
                                                                                      strict=True)]
     model = _structure("resnetrs50", drop_path_rate=0.2)
-    for stage, fraction in zip(model.stages, (0.4, 0.6, 0.8, 1.0), strict=True):
+    for stage, fraction in zip(model.stage_blocks, (0.4, 0.6, 0.8, 1.0), strict=True):
         assert {round(b.drop_path.rate, 6) for b in stage} == {round(0.2 * fraction, 6)}
 
 
@@ -228,7 +231,7 @@ def test_plain_stem_and_shortcuts():
 def test_grouped_and_wide_widths():
     resnext = _structure("resnext50_32x4d")
     assert resnext.layer1[0].conv2.groups == 32
-    assert [resnext.stages[i][0].conv2.out_channels for i in range(4)] == [128, 256, 512, 1024]
+    assert [resnext.stage_blocks[i][0].conv2.out_channels for i in range(4)] == [128, 256, 512, 1024]
     wide = _structure("wide_resnet50_2")
     assert wide.layer4[2].conv2.out_channels == 1024 and wide.layer4[2].conv3.out_channels == 2048
 
@@ -244,7 +247,7 @@ def test_activation_choice():
 def test_width_multiplier():
     model = _tiny("resnet50", width_multiplier=0.5)
     assert model.conv1.out_channels == 32 and model.num_features == 1024
-    assert [f["num_chs"] for f in model.feature_info] == [128, 256, 512, 1024]
+    assert model.feature_info.channels() == [32, 128, 256, 512, 1024]
     assert model.fc.in_features == 1024
     full, half = config_cost(get_config("resnet50")), config_cost(get_config("resnet50").replace(width_multiplier=0.5))
     assert 0.2 < half.macs / full.macs < 0.3  # MACs scale with width squared
@@ -261,6 +264,147 @@ def test_zero_init_last_still_trains():
     optimizer.step()
     assert all(torch.count_nonzero(b.last_norm.weight) > 0 for b in _blocks(model))
     assert not torch.equal(stem, model.conv1.weight)
+
+
+# --- pre-activation (timm resnetv2, Keras ResNetV2) ------------------------------------------------------
+def _randomised(model: nn.Module) -> nn.Module:
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.normal_(0, 0.1)
+                module.running_mean.normal_(0, 0.1)
+                module.running_var.uniform_(0.5, 1.5)
+    return model.eval()
+
+
+def test_preact_block_normalises_its_input_not_its_output():
+    """He et al. 2016: x + F(act(norm1(x))), the projection reads the pre-activated input, no act after the add."""
+    model = _randomised(_tiny("resnetv2_50"))
+    first, second = model.stage_blocks[0][0], model.stage_blocks[0][1]
+    assert isinstance(first, PreActBottleneck)
+    x = torch.randn(2, first.conv1.in_channels, 8, 8)
+    with torch.no_grad():
+        pre = torch.relu(first.norm1(x))
+        branch = first.conv3(torch.relu(first.norm3(first.conv2(torch.relu(first.norm2(first.conv1(pre)))))))
+        torch.testing.assert_close(first(x), branch + first.downsample(pre))
+        y = first(x)
+        assert (y < 0).any()  # no act after the add
+        pre2 = torch.relu(second.norm1(y))
+        branch2 = second.conv3(torch.relu(second.norm3(second.conv2(torch.relu(second.norm2(second.conv1(pre2)))))))
+        torch.testing.assert_close(second(y), branch2 + y)  # identity shortcut: the raw input
+        features = model.forward_features(_x())
+        stages = model.forward_stages(_x())
+        torch.testing.assert_close(features, torch.relu(model.norm(stages[-1])))  # the final norm + act
+
+
+def test_preact_uses_timm_resnetv2_names():
+    model = _tiny("resnetv2_50d")
+    keys = set(model.state_dict())
+    assert {"stem.conv1.weight", "stem.norm1.weight", "stem.conv3.weight", "stages.0.blocks.0.norm1.running_var",
+            "stages.0.blocks.0.downsample.conv.weight", "stages.3.blocks.2.conv3.weight", "norm.weight",
+            "head.fc.weight", "head.fc.bias"} <= keys
+    assert not any(k.startswith(("conv1", "bn1", "layer", "fc.")) for k in keys)
+    assert "stem.norm3.weight" not in keys  # pre-activation: nothing normalises the stem's output
+    assert model.head.fc.weight.shape == (10, model.num_features, 1, 1) and model.head_keys[0] == "head.fc.weight"
+    assert isinstance(model.stage_blocks[1][0].downsample.pool, nn.AvgPool2d)
+    plain = _tiny("resnetv2_50")
+    assert isinstance(plain.stem.conv, nn.Conv2d) and plain.stem.conv.kernel_size == (7, 7)
+    assert plain.stage_blocks[1][0].downsample.conv.stride == (2, 2)
+
+
+def test_preact_classifier_reset_and_zero_init():
+    model = _tiny("resnetv2_18")
+    model.reset_classifier(3)
+    assert model.classifier.out_channels == 3
+    with torch.no_grad():
+        assert model(_x()).shape == (2, 3)
+    model.reset_classifier(0)
+    with torch.no_grad():
+        assert model(_x()).shape == (2, model.num_features)
+    zeroed = _tiny("resnetv2_50", zero_init_last=True)
+    block = zeroed.stage_blocks[0][1]
+    assert torch.count_nonzero(block.conv3.weight) == 0
+    x = torch.randn(1, block.conv1.in_channels, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(block(x), x)  # identity at init (timm zeroes the last conv)
+
+
+def test_preact_checkpoint_head_is_found(tmp_path):
+    """The class count is read from head.fc, and reset_head leaves head.fc out (not fc)."""
+    path = tmp_path / "w.pth"
+    torch.save(_tiny("resnetv2_18", num_classes=7).state_dict(), path)
+    assert create_model("resnetv2_18", weights=path, width_multiplier=0.25).config.num_classes == 7
+    other = create_model("resnetv2_18", weights=path, num_classes=3, reset_head=True, width_multiplier=0.25)
+    assert other.classifier.out_channels == 3
+    with pytest.raises(ResnetsError, match="pass num_classes=7"):
+        create_model("resnetv2_18", weights=path, num_classes=3, width_multiplier=0.25)
+
+
+@pytest.mark.parametrize("name", ["resnetv2_50d", "resnet50v2", "resnetv2_18"])
+def test_fuse_folds_the_preact_convs(name):
+    """BN folding (inference/fuse.py) folds conv1->norm2 and conv2->norm3 of every pre-activation block and the
+    deep stem's norms; each block's norm1 and the final norm see a residual sum and stay."""
+    from resnets.inference.fuse import count_batchnorms, fuse_model
+
+    model = _randomised(_tiny(name))
+    fused = fuse_model(model)
+    blocks = sum(len(stage) for stage in model.stage_blocks)
+    assert count_batchnorms(fused) == blocks + 1
+    with torch.no_grad():
+        expected = model(_x())
+        assert (fused(_x()) - expected).abs().max() <= 1e-5 * max(1.0, expected.abs().max().item())
+
+
+def test_keras_v2_layout():
+    """tf_keras applications resnet.py stack2/block2: the stride on each stage's last 3x3, a tensor-free 1x1
+    max-pool shortcut there, biased convs into the residual stream, zero-padded stem pool, eps 1.001e-5."""
+    model = _structure("resnet50v2")
+    for index, stage in enumerate(model.stage_blocks):
+        strides = [block.conv2.stride[0] for block in stage]
+        assert strides == [1] * (len(stage) - 1) + [2 if index < 3 else 1]
+        assert stage[0].downsample.conv.stride == (1, 1) and stage[0].downsample.conv.bias is not None
+        assert all(block.conv3.bias is not None and block.conv1.bias is None for block in stage)
+        if index < 3:
+            assert isinstance(stage[-1].downsample, nn.MaxPool2d) and stage[-1].downsample.kernel_size == 1
+    assert model.stem.conv.bias is not None and isinstance(model.stem.pool[0], nn.ZeroPad2d)
+    assert model.norm.eps == 1.001e-5 and [f["reduction"] for f in model.feature_info] == [2, 8, 16, 32, 32]
+    assert get_config("resnet50v2").mean == (0.5, 0.5, 0.5)
+    # same tensors as timm's resnetv2_50 plus the biases
+    extra = set(_structure("resnet50v2").state_dict()) - set(_structure("resnetv2_50").state_dict())
+    assert extra and all(k.endswith(".bias") and ("conv" in k) for k in extra)
+
+
+def test_zero_padded_max_pool_differs_where_the_stem_output_is_negative():
+    x = -torch.rand(1, 2, 6, 6) - 0.1
+    zero_pad, neg_inf_pad = _max_pool(get_config("resnet50v2")), _max_pool(get_config("resnetv2_50"))
+    assert torch.equal(zero_pad(x)[..., 0, 0], torch.zeros(1, 2))  # the border window sees a padded zero
+    assert (neg_inf_pad(x) < 0).all()
+    assert torch.equal(zero_pad(x.abs()), neg_inf_pad(x.abs()))  # after a ReLU the two agree
+
+
+# --- PaddleClas' own tweaks -------------------------------------------------------------------------------
+def test_paddleclas_projects_its_first_shortcut():
+    vb, tv = _structure("resnet18_vb"), _structure("resnet18")
+    assert tv.layer1[0].downsample is None
+    conv = vb.layer1[0].downsample[0]
+    assert (conv.in_channels, conv.out_channels, conv.stride) == (64, 64, (1, 1)) and vb.layer1[1].downsample is None
+    vd = _structure("resnet18_vd")
+    assert isinstance(vd.layer1[0].downsample[0], nn.Identity) and vd.layer1[0].downsample[1].out_channels == 64
+    # a bottleneck's first block projects anyway: the flag changes nothing there
+    r50 = get_config("resnet50")
+    assert config_cost(r50.replace(first_block_projection=True)).params == config_cost(r50).params
+
+
+def test_paddleclas_se_widths_and_wide_stem():
+    assert _structure("se_resnet18_vd").layer1[0].se.fc1.out_channels == 4  # int(64 / 16), timm would round to 8
+    assert _structure("seresnet18").layer1[0].se.fc1.out_channels == 8
+    for name in ("se_resnext50_vd_32x4d", "senet154_vd", "se_resnext152_64x4d"):
+        model = _structure(name)
+        assert [c.out_channels for c in model.conv1 if isinstance(c, nn.Conv2d)] == [64, 64, 128]
+        assert model.layer1[0].conv1.in_channels == 128
+    assert isinstance(_structure("senet154_vd").layer2[0].downsample[0], nn.AvgPool2d)
+    assert _structure("se_resnext152_64x4d").layer2[0].downsample[0].stride == (2, 2)
 
 
 # --- cost -----------------------------------------------------------------------------------------------
@@ -289,6 +433,18 @@ def test_cost_of_a_real_model_matches_meta_and_its_shapes():
     assert cost.macs == sum(s.macs for s in cost.stages) and cost.gflops == 2 * cost.gmacs
     assert [s.blocks for s in cost.stages] == [0, 3, 4, 6, 3, 0]
     assert model.training is False
+
+
+@pytest.mark.parametrize("name", ["resnetv2_50d", "resnet50v2"])
+def test_cost_of_a_preact_model_matches_meta_and_its_shapes(name):
+    model = _tiny(name)
+    cost = count_cost(model, 64)
+    assert cost.to_dict() == config_cost(model.config, 64).to_dict()
+    with torch.no_grad():
+        shapes = [tuple(t.shape[1:]) for t in model.forward_stages(_x(64, batch=1))]
+    assert [s.output_shape for s in cost.stages[1:5]] == shapes
+    assert cost.params == sum(p.numel() for p in model.parameters()) == sum(s.params for s in cost.stages)
+    assert [s.blocks for s in cost.stages] == [0, 3, 4, 6, 3, 0]
 
 
 def test_cost_results_are_independent_copies():

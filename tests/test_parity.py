@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import gc
 from collections.abc import Callable
+from functools import partial
 
 import pytest
 import timm
 import torch
 import torchvision
+from timm.layers import SEModule
 from torch import nn
 
 from resnets import ResNet, create_model, get_config, list_models
@@ -50,8 +52,22 @@ def _torchvision_stride_in_1x1(name: str) -> nn.Module:
     return model
 
 
+def _first_block_projected(model: nn.Module, avg: bool) -> nn.Module:
+    """timm's net with PaddleClas' projection shortcut in its first block (where shapes match): 1x1 conv + BN,
+    after timm's stride-1 pool slot (an Identity) in the D form."""
+    channels = model.layer1[0].conv1.in_channels
+    projection = [nn.Conv2d(channels, channels, 1, bias=False), nn.BatchNorm2d(channels)]
+    model.layer1[0].downsample = nn.Sequential(nn.Identity(), *projection) if avg else nn.Sequential(*projection)
+    return model
+
+
+# PaddleClas' SE: reduced width int(C / 16), no rounding to 8 (timm's SEModule with divisor 1).
+PADDLE_SE = {"block_args": {"attn_layer": partial(SEModule, rd_divisor=1)}}
+PADDLE_VD_WIDE = {"stem_type": "deep", "stem_width": 64, "avg_down": True}  # the SE-ResNeXt/SENet _vd stem
+LAYERS_101, LAYERS_152 = (3, 4, 23, 3), (3, 8, 36, 3)
+
 # Presets no peer names: timm's definition of a sibling with one change (keyword passed to timm's own
-# model function), or torchvision's with the stride moved.
+# model function, or the first block's shortcut), or torchvision's with the stride moved.
 DERIVED_PEERS: dict[str, tuple[str, Callable[[], nn.Module]]] = {
     "resnet18c": ("timm", lambda: timm.create_model("resnet18d", avg_down=False)),
     "resnet26c": ("timm", lambda: timm.create_model("resnet26d", avg_down=False)),
@@ -63,13 +79,43 @@ DERIVED_PEERS: dict[str, tuple[str, Callable[[], nn.Module]]] = {
     "resnet50a": ("torchvision", lambda: _torchvision_stride_in_1x1("resnet50")),
     "resnet101a": ("torchvision", lambda: _torchvision_stride_in_1x1("resnet101")),
     "resnet152a": ("torchvision", lambda: _torchvision_stride_in_1x1("resnet152")),
+    # PaddleClas (ppcls/arch/backbone): its basic-block nets project the first block's shortcut ...
+    "resnet18_vb": ("timm", lambda: _first_block_projected(timm.create_model("resnet18"), avg=False)),
+    "resnet34_vb": ("timm", lambda: _first_block_projected(timm.create_model("resnet34"), avg=False)),
+    "resnet18_vd": ("timm", lambda: _first_block_projected(timm.create_model("resnet18d"), avg=True)),
+    "resnet34_vd": ("timm", lambda: _first_block_projected(timm.create_model("resnet34d"), avg=True)),
+    "se_resnet18_vd": ("timm", lambda: _first_block_projected(timm.create_model(
+        "seresnet18", stem_type="deep", stem_width=32, avg_down=True, **PADDLE_SE), avg=True)),
+    "se_resnet34_vd": ("timm", lambda: _first_block_projected(timm.create_model(
+        "seresnet34", stem_type="deep", stem_width=32, avg_down=True, **PADDLE_SE), avg=True)),
+    "se_resnet50_vd": ("timm", lambda: timm.create_model("seresnet152d", layers=(3, 4, 6, 3), **PADDLE_SE)),
+    # ... its ResNeXt zoo has 64x4d and D forms timm does not name ...
+    "resnext50_64x4d": ("timm", lambda: timm.create_model("resnext50_32x4d", cardinality=64)),
+    "resnext152_64x4d": ("timm", lambda: timm.create_model("resnext101_64x4d", layers=LAYERS_152)),
+    "resnext50_vd_64x4d": ("timm", lambda: timm.create_model("resnext50d_32x4d", cardinality=64)),
+    "resnext101_vd_32x4d": ("timm", lambda: timm.create_model("resnext50d_32x4d", layers=LAYERS_101)),
+    "resnext101_vd_64x4d": ("timm", lambda: timm.create_model("resnext50d_32x4d", layers=LAYERS_101, cardinality=64)),
+    "resnext152_vd_32x4d": ("timm", lambda: timm.create_model("resnext50d_32x4d", layers=LAYERS_152)),
+    "resnext152_vd_64x4d": ("timm", lambda: timm.create_model("resnext50d_32x4d", layers=LAYERS_152, cardinality=64)),
+    # ... and SE-ResNeXts with a 64-64-128 stem.
+    "se_resnext152_64x4d": ("timm", lambda: timm.create_model(
+        "seresnext101_64x4d", layers=LAYERS_152, stem_type="deep", stem_width=64, **PADDLE_SE)),
+    "se_resnext50_vd_32x4d": ("timm", lambda: timm.create_model("seresnext50_32x4d", **PADDLE_VD_WIDE, **PADDLE_SE)),
+    "senet154_vd": ("timm", lambda: timm.create_model(
+        "seresnext101_64x4d", layers=LAYERS_152, **PADDLE_VD_WIDE, **PADDLE_SE)),
 }
 
-# PaddleClas names and the timm model each is (vd = D, vc = C).
+# PaddleClas names and the timm model each is (vd = D, vc = C). The SE ones differ from timm's only in how the
+# SE width would round (PaddleClas int(C / 16), timm to a multiple of 8), which coincide at these widths.
 PADDLE_TO_TIMM = {
-    "resnet18_vd": "resnet18d", "resnet34_vd": "resnet34d", "resnet50_vd": "resnet50d",
-    "resnet101_vd": "resnet101d", "resnet152_vd": "resnet152d", "resnet50_vc": "resnet50c",
+    "resnet50_vd": "resnet50d", "resnet101_vd": "resnet101d", "resnet152_vd": "resnet152d",
+    "resnet50_vc": "resnet50c", "resnext50_vd_32x4d": "resnext50d_32x4d",
+    "se_resnext50_32x4d": "seresnext50_32x4d", "se_resnext101_32x4d": "seresnext101_32x4d",
 }
+
+# Keras' ResNetV2 layout (stride on each stage's last block, biased convs, zero-padded pool) has no timm or
+# torchvision twin; it is checked against tf_keras itself (the Keras parity tests of the weights converter).
+KERAS_ONLY = {"resnet50v2", "resnet101v2", "resnet152v2"}
 
 
 _POOL_SIZE = 1_000_003  # prime, so repeats never line up with channel boundaries
@@ -98,6 +144,9 @@ def _randomise(model: nn.Module, seed: int) -> nn.Module:
                 _fill(module.running_mean, gen, 0.1)
                 module.running_var.copy_(module.running_mean.abs() + 0.5)
                 module.num_batches_tracked.zero_()
+            elif isinstance(module, nn.GroupNorm):
+                _fill(module.weight, gen, 0.25, 1.0)
+                _fill(module.bias, gen, 0.1)
             elif isinstance(module, nn.Conv2d | nn.Linear):
                 fan_out = module.weight.shape[0] * module.weight[0, 0].numel()
                 _fill(module.weight, gen, (2.0 / fan_out) ** 0.5)
@@ -148,8 +197,9 @@ def _params(names: list[str]) -> list:
 
 def test_peer_sets_cover_the_zoo():
     """Nothing shared with a peer is left out, and every other preset has a derived peer."""
-    assert len(TIMM_SHARED) >= 56 and len(TORCHVISION_SHARED) == 10
-    checked = set(TIMM_SHARED) | set(TORCHVISION_SHARED) | set(DERIVED_PEERS) | set(PADDLE_TO_TIMM)
+    assert len(TIMM_SHARED) >= 68 and len(TORCHVISION_SHARED) == 10
+    assert {f"resnetv2_{d}" for d in (18, 34, 50, 101, 152)} | {"resnetv2_50d_gn", "resnetv2_50t"} <= set(TIMM_SHARED)
+    checked = set(TIMM_SHARED) | set(TORCHVISION_SHARED) | set(DERIVED_PEERS) | set(PADDLE_TO_TIMM) | KERAS_ONLY
     assert sorted(set(list_models()) - checked) == []
     assert not set(DERIVED_PEERS) & (set(TIMM_SHARED) | set(TORCHVISION_SHARED))
     assert GIANTS <= SLOW and len(set(list_models()) - SLOW) >= 30
@@ -174,7 +224,7 @@ def test_derived_peer_parity(name):
 @pytest.mark.parametrize("name", _params(sorted(PADDLE_TO_TIMM)))
 def test_paddleclas_presets_equal_their_timm_twins(name):
     twin = PADDLE_TO_TIMM[name]
-    assert get_config(name).replace(name=twin) == get_config(twin)
+    assert get_config(name).replace(name=twin, se_divisor=get_config(twin).se_divisor) == get_config(twin)
     _check_parity(name, lambda: timm.create_model(twin, pretrained=False), "timm")
 
 

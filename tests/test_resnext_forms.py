@@ -17,6 +17,7 @@ from torch import nn
 
 from resnets import get_config
 from resnets.models.blocks import Bottleneck
+from resnets.models.plan import BlockPlan
 
 # (preset, in_channels, planes, stride): a stage-1 block with a projection shortcut and a strided stage-2 block.
 CASES = [
@@ -30,7 +31,8 @@ CASES = [
 
 def _block(preset: str, in_channels: int, planes: int, stride: int) -> Bottleneck:
     torch.manual_seed(0)
-    block = Bottleneck(in_channels, planes, stride, 0.0, get_config(preset))
+    plan = BlockPlan(in_channels, planes, stride, downsamples=stride > 1)
+    block = Bottleneck(plan, get_config(preset))
     with torch.no_grad():
         for module in block.modules():
             if isinstance(module, nn.BatchNorm2d):  # not the zero-init gamma: every path must contribute

@@ -8,26 +8,37 @@ from typing import Any
 
 from ..models.config import ResNetConfig
 from ..models.cost import ModelCost, config_cost
+from ..models.plan import plan_stages
 from ..models.registry import get_config
+from ..models.resnet import drop_path_rates
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("name", help="preset name, e.g. resnet50d (see `resnets models`)")
     parser.add_argument("--img-size", type=int, default=None,
                         help="square input size to count MACs at (default: the preset's training size)")
+    parser.add_argument("--output-stride", type=int, default=None, metavar="N",
+                        help="dilate the last stages to keep this output stride (backbone use, timm's output_stride)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
 
 
 def architecture(config: ResNetConfig) -> str:
     """A one-line summary of the knobs that tell family members apart."""
-    parts = [f"{config.block} blocks {list(config.layers)}"]
+    parts = [f"{'pre-activation ' if config.preact else ''}{config.block} blocks {list(config.layers)}"]
     if config.cardinality > 1 or config.base_width != 64:
         parts.append(f"groups {config.cardinality} x width {config.base_width}")
     stem = {"conv7": "7x7 stem", "deep": f"deep 3x3 stem ({config.stem_width}-{config.stem_width}-"
             f"{2 * config.stem_width})", "deep_tiered": f"tiered 3x3 stem (width {config.stem_width})"}[config.stem_type]
-    parts.append(stem + (" + conv downsample" if config.stem_pool == "conv" else " + max-pool"))
+    pool = {"conv": " + conv downsample", "max": " + max-pool", "max_zero_pad": " + zero-padded max-pool"}
+    parts.append(stem + pool[config.stem_pool])
     parts.append("avg-pool shortcut" if config.shortcut == "avg" else "strided 1x1 shortcut")
+    if config.first_block_projection:
+        parts.append("projection in every stage's first block")
     parts.append("stride on 1x1" if config.stride_in_1x1 else "stride on 3x3")
+    if config.stride_block == "last":
+        parts.append("stride in each stage's last block")
+    if config.residual_bias:
+        parts.append("biased residual convs")
     if config.se_ratio:
         parts.append(f"SE ratio {config.se_ratio:g}")
     if config.act != "relu":
@@ -38,7 +49,16 @@ def architecture(config: ResNetConfig) -> str:
         parts.append(f"drop path {config.drop_path_rate:g} ({config.drop_path_schedule})")
     if config.width_multiplier != 1.0:
         parts.append(f"width x{config.width_multiplier:g}")
+    if config.norm_layer != "batchnorm":
+        parts.append("frozen BN" if config.norm_layer == "frozen_batchnorm" else f"GroupNorm({config.norm_groups})")
+    if config.output_stride is not None:
+        parts.append(f"output stride {config.output_stride} (dilation {', '.join(map(str, dilations(config)))})")
     return ", ".join(parts)
+
+
+def dilations(config: ResNetConfig) -> list[int]:
+    """The dilation of each stage's last block."""
+    return [plan.blocks[-1].dilation for plan in plan_stages(config, drop_path_rates(config))]
 
 
 def preprocessing(config: ResNetConfig) -> dict[str, Any]:
@@ -72,6 +92,8 @@ def format_report(name: str, config: ResNetConfig, cost: ModelCost) -> str:
 
 def run(args: argparse.Namespace) -> int:
     config = get_config(args.name)
+    if args.output_stride is not None:
+        config = config.replace(output_stride=args.output_stride)
     cost = config_cost(config, args.img_size)
     if args.json:
         record = {"name": args.name, "description": config.description, "architecture": architecture(config),

@@ -18,7 +18,7 @@ import copy
 import torch
 from torch import nn
 
-from ..models.blocks import BasicBlock, Bottleneck
+from ..models.blocks import BasicBlock, Bottleneck, PreActBasicBlock, PreActBottleneck
 from ..models.resnet import ResNet
 
 
@@ -73,13 +73,15 @@ def fuse_model(model: ResNet, *, inplace: bool = False) -> ResNet:
     """A copy of `model` in eval mode with every BatchNorm folded into its conv (and replaced by Identity).
 
     Covered: the 7x7 stem conv + bn1, the deep stem's three convs, ResNet-RS's conv "maxpool",
-    conv1/bn1 .. conv3/bn3 in every block and both projection-shortcut layouts. The result is still a
-    ResNet (same forward, same attribute names) but is for inference only: training it would train
-    convs without normalisation.
+    conv1/bn1 .. conv3/bn3 in every block and both projection-shortcut layouts; in pre-activation networks
+    conv1/norm2 and conv2/norm3 (each block's norm1 and the final norm see a residual sum, not one conv's
+    output, and stay). The result is still a ResNet (same forward, same attribute names) but is for
+    inference only: training it would train convs without normalisation.
     """
     fused = model if inplace else copy.deepcopy(model)
     fused.eval()
-    _fuse_pair(fused, "conv1", "bn1")
+    if hasattr(fused, "conv1"):  # v1 stem; a pre-activation stem is a Sequential (folded below)
+        _fuse_pair(fused, "conv1", "bn1")
     for module in list(fused.modules()):  # a list: the loop replaces children
         if isinstance(module, nn.Sequential):
             _fuse_sequential(module)
@@ -87,6 +89,12 @@ def fuse_model(model: ResNet, *, inplace: bool = False) -> ResNet:
             for index in (1, 2, 3):
                 if hasattr(module, f"conv{index}"):
                     _fuse_pair(module, f"conv{index}", f"bn{index}")
+        if isinstance(module, PreActBasicBlock | PreActBottleneck):
+            # conv_k feeds only norm_(k+1); norm1 (on the block input) and the final norm (on the residual sum)
+            # follow no conv of their own and stay.
+            for index in (1, 2):
+                if hasattr(module, f"norm{index + 1}"):
+                    _fuse_pair(module, f"conv{index}", f"norm{index + 1}")
     return fused
 
 

@@ -11,10 +11,13 @@ from ..errors import ResnetsError, unknown
 
 BlockType = Literal["basic", "bottleneck"]
 StemType = Literal["conv7", "deep", "deep_tiered"]
-StemPool = Literal["max", "conv"]
+StemPool = Literal["max", "conv", "max_zero_pad"]
 Shortcut = Literal["conv", "avg"]
+StrideBlock = Literal["first", "last"]
 DropPathSchedule = Literal["linear", "stage"]
 Activation = Literal["relu", "silu"]
+NormLayer = Literal["batchnorm", "frozen_batchnorm", "groupnorm"]
+MIN_OUTPUT_STRIDE = 8  # timm's smallest: dilating stage 2 as well would leave only the stem strided
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -35,6 +38,16 @@ class ResNetConfig:
     """Planes per stage; a bottleneck stage outputs 4x planes, a basic stage 1x."""
     stride_in_1x1: bool = False
     """True: the original (Caffe, "A") bottleneck with the stride on the first 1x1 conv."""
+    stride_block: StrideBlock = "first"
+    """Which block of a stage downsamples. first: stages 2.. stride at their first block (He et al., timm);
+    last: Keras ResNetV2 (stack2) - every stage but the last ends with its stride-2 block."""
+    preact: bool = False
+    """Pre-activation blocks (He et al. 2016, "Identity Mappings"): norm -> act -> conv on the branch, an
+    un-normalised residual stream, and a final norm + act before pooling. Module names follow timm's
+    `resnetv2` (stem, stages.N.blocks.M, norm, head.fc), so its state dicts load as they are."""
+    residual_bias: bool = False
+    """Pre-activation only: biases on the convs that write to the residual stream (stem conv, projection
+    shortcut, each block's last conv), where no norm follows to absorb them (Keras ResNetV2)."""
     cardinality: int = 1
     """Groups of the 3x3 conv (ResNeXt)."""
     base_width: int = 64
@@ -45,10 +58,15 @@ class ResNetConfig:
     stem_width: int = 64
     """Width of the deep stem's first convs (its output is 2x this); ignored by conv7 (64)."""
     stem_pool: StemPool = "max"
-    """max: 3x3/2 max-pool; conv: a 3x3/2 conv + BN + act instead (ResNet-RS)."""
+    """max: 3x3/2 max-pool; conv: a 3x3/2 conv + BN + act instead (ResNet-RS); max_zero_pad: zero padding then
+    the max-pool (Keras' ZeroPadding2D + MaxPooling2D), which differs from max where the stem output can be
+    negative (pre-activation stems have no act before the pool)."""
     # --- shortcut, attention, regularisation ---------------------------------------------------
     shortcut: Shortcut = "conv"
     """conv: strided 1x1 conv + BN; avg: 2x2 avg-pool then 1x1 conv + BN (the "D" tweak)."""
+    first_block_projection: bool = False
+    """Give every stage's first block a projection shortcut even where input and output shapes match
+    (PaddleClas' ResNet18/34 family: a 1x1 conv + BN shortcut in the very first block)."""
     se_ratio: float = 0.0
     """Squeeze-and-excitation on the block output width; 0 disables (1/16 SE-ResNet, 0.25 RS)."""
     se_divisor: int = 8
@@ -66,8 +84,25 @@ class ResNetConfig:
     """Scales the stem and every stage width (for scaling studies); widths are rounded to 8."""
     bn_eps: float = 1e-5
     bn_momentum: float = 0.1
+    norm_layer: NormLayer = "batchnorm"
+    """batchnorm; frozen_batchnorm: torchvision's FrozenBatchNorm2d (fixed statistics and affine, no trainable
+    parameters, the same in train and eval mode: detection fine-tuning); groupnorm: GroupNorm(norm_groups)."""
+    norm_groups: int = 32
+    """Groups of GroupNorm (norm_layer="groupnorm"); every normalised width must be a multiple of it."""
     num_classes: int = 1000
     in_chans: int = 3
+    # --- backbone use -----------------------------------------------------------------------------
+    output_stride: int | None = None
+    """None: the network's own total stride (32). 8 or 16: the last stage(s) trade their stride for dilation
+    (timm's / torchvision's rule), so the feature maps stay at 1/8 or 1/16 of the input (segmentation)."""
+    features_only: bool = False
+    """Build the backbone alone (no pooling or classifier): forward returns the maps at `out_indices`."""
+    out_indices: tuple[int, ...] | None = None
+    """Feature taps for features_only, timm's numbering: 0 the stem activation (stride 2), 1..4 the stages;
+    None: all of them (timm's default; detection necks usually take (1, 2, 3, 4))."""
+    grad_checkpointing: bool = False
+    """Recompute each block's activations in the backward pass instead of storing them (torch.utils.checkpoint):
+    less memory for more compute; the function and its gradients are unchanged."""
     # --- preprocessing the preset's weights expect -----------------------------------------------
     input_size: int = 224
     test_input_size: int | None = None
@@ -82,7 +117,7 @@ class ResNetConfig:
 
     def __post_init__(self) -> None:
         # JSON gives lists; the config is hashable and immutable with tuples.
-        for key in ("layers", "stage_planes", "mean", "std"):
+        for key in ("layers", "stage_planes", "mean", "std", "out_indices"):
             value = getattr(self, key)
             if isinstance(value, list):
                 object.__setattr__(self, key, tuple(value))
@@ -101,6 +136,21 @@ class ResNetConfig:
         """Channels entering the classifier."""
         return self.scaled(self.stage_planes[-1]) * self.expansion
 
+    @property
+    def feature_indices(self) -> tuple[int, ...]:
+        """The feature taps a features_only network returns (out_indices, or all: stem and every stage)."""
+        return tuple(range(len(self.layers) + 1)) if self.out_indices is None else self.out_indices
+
+    @property
+    def strided_blocks(self) -> int:
+        """Blocks that downsample by 2 after the stem's 4: one per boundary between stages."""
+        return len(self.layers) - 1
+
+    @property
+    def output_strides(self) -> tuple[int, ...]:
+        """The output strides this network can be built with: 4 x 2^k from 8 (timm's range) to its own."""
+        return tuple(4 * 2 ** k for k in range(1, self.strided_blocks + 1) if 4 * 2 ** k >= MIN_OUTPUT_STRIDE)
+
     def scaled(self, channels: int) -> int:
         """A width after the width multiplier (rounded to a multiple of 8, never below 8)."""
         if self.width_multiplier == 1.0:
@@ -112,8 +162,16 @@ class ResNetConfig:
         checks = [
             (self.block in ("basic", "bottleneck"), f"block must be 'basic' or 'bottleneck', not {self.block!r}"),
             (self.stem_type in ("conv7", "deep", "deep_tiered"), f"unknown stem_type {self.stem_type!r}"),
-            (self.stem_pool in ("max", "conv"), f"stem_pool must be 'max' or 'conv', not {self.stem_pool!r}"),
+            (self.stem_pool in ("max", "conv", "max_zero_pad"),
+             f"stem_pool must be 'max', 'conv' or 'max_zero_pad', not {self.stem_pool!r}"),
             (self.shortcut in ("conv", "avg"), f"shortcut must be 'conv' or 'avg', not {self.shortcut!r}"),
+            (self.stride_block in ("first", "last"), f"stride_block must be 'first' or 'last', not {self.stride_block!r}"),
+            (not (self.preact and self.stem_pool == "conv"),
+             "stem_pool='conv' (ResNet-RS) is not available with pre-activation blocks"),
+            (self.preact or not self.residual_bias, "residual_bias needs preact=True (elsewhere a norm follows every conv)"),
+            (self.norm_layer in ("batchnorm", "frozen_batchnorm", "groupnorm"),
+             f"norm_layer must be 'batchnorm', 'frozen_batchnorm' or 'groupnorm', not {self.norm_layer!r}"),
+            (self.norm_groups >= 1, f"norm_groups must be >= 1, got {self.norm_groups}"),
             (self.act in ("relu", "silu"), f"act must be 'relu' or 'silu', not {self.act!r}"),
             (self.drop_path_schedule in ("linear", "stage"),
              f"drop_path_schedule must be 'linear' or 'stage', not {self.drop_path_schedule!r}"),
@@ -133,6 +191,17 @@ class ResNetConfig:
             (self.input_size >= 32, f"input_size must be at least 32 (the network's total stride), got {self.input_size}"),
             (0.0 < self.crop_pct <= 1.0, f"crop_pct must be in (0, 1], got {self.crop_pct}"),
             (self.interpolation in ("bilinear", "bicubic", "nearest"), f"unknown interpolation {self.interpolation!r}"),
+            (self.output_stride is None or self.output_stride in self.output_strides,
+             f"output_stride {self.output_stride} is not possible for this network: choose one of "
+             f"{', '.join(str(s) for s in self.output_strides)}"),
+            (self.out_indices is None or (
+                isinstance(self.out_indices, tuple) and len(self.out_indices) >= 1
+                and all(isinstance(i, int) and 0 <= i <= len(self.layers) for i in self.out_indices)
+                and list(self.out_indices) == sorted(set(self.out_indices))),
+             f"out_indices must be increasing feature indices from 0 (stem) to {len(self.layers)} (last stage), "
+             f"got {self.out_indices}"),
+            (not self.features_only or self.num_classes == 0,
+             "features_only builds no classifier: use num_classes=0"),
         ]
         for ok, message in checks:
             if not ok:

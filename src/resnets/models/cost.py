@@ -3,9 +3,10 @@
 Counted by running the real module on the meta device (no memory, no arithmetic), so the numbers always
 describe the code that runs, not a formula that could drift from it. FLOPs, where shown, are 2 x MACs.
 
-`config_cost` is the fast path (all 72 presets in ~2 s on one core, was ~30 s): it builds each stage with at most two
+`config_cost` is the fast path (all presets in ~2 s on one core, was ~30 s): it builds each stage with at most two
 blocks, because every block after a stage's first has the same input, output and stride and therefore the
-same parameters and MACs; the stage total is first + (n - 1) x second. Tests check this equals counting
+same parameters and MACs; the stage total is first + (n - 1) x second. (With the stride on a stage's last
+block, Keras ResNetV2, it keeps three: first + (n - 2) x middle + last.) Tests check this equals counting
 the full network for every preset.
 """
 
@@ -111,14 +112,6 @@ def _layer_macs(module: nn.Module, output: torch.Tensor) -> int:
     return 0
 
 
-def _groups(config: ResNetConfig) -> dict[str, list[str]]:
-    """Report group -> the model's top-level children it covers."""
-    groups = {"stem": ["conv1", "bn1", "maxpool"]}
-    groups.update({f"layer{i + 1}": [f"layer{i + 1}"] for i in range(len(config.layers))})
-    groups["head"] = ["fc"]
-    return groups
-
-
 def _check_size(size: int) -> None:
     if size < MIN_INPUT_SIZE:
         raise ResnetsError(f"image size {size} is too small: use at least {MIN_INPUT_SIZE} (the total stride)")
@@ -126,7 +119,9 @@ def _check_size(size: int) -> None:
 
 def _trace(model: ResNet, size: int) -> tuple[dict[str, int], dict[str, tuple[int, ...]]]:
     """One forward pass of a 1-image batch: MACs of every conv/linear by qualified name, and the output
-    shape (without batch) of every top-level child."""
+    shape (without batch) of every cost group: that of the group's module that finishes last (hooks fire
+    after a module's children, so that is the group's output, also where the model calls a group's
+    children one by one)."""
     macs: dict[str, int] = {}
     shapes: dict[str, tuple[int, ...]] = {}
     hooks = []
@@ -134,9 +129,11 @@ def _trace(model: ResNet, size: int) -> tuple[dict[str, int], dict[str, tuple[in
         if isinstance(module, nn.Conv2d | nn.Linear):
             hooks.append(module.register_forward_hook(
                 lambda mod, _inp, out, n=name: macs.__setitem__(n, macs.get(n, 0) + _layer_macs(mod, out))))
-    for name, child in model.named_children():
-        hooks.append(child.register_forward_hook(
-            lambda _mod, _inp, out, n=name: shapes.__setitem__(n, tuple(out.shape[1:]))))
+    for group, children in model.cost_groups().items():
+        for child in children:
+            for module in model.get_submodule(child).modules():
+                hooks.append(module.register_forward_hook(
+                    lambda _mod, _inp, out, g=group: shapes.__setitem__(g, tuple(out.shape[1:]))))
     device = next(model.parameters()).device
     was_training = model.training
     try:
@@ -148,6 +145,17 @@ def _trace(model: ResNet, size: int) -> tuple[dict[str, int], dict[str, tuple[in
         for hook in hooks:
             hook.remove()
     return macs, shapes
+
+
+# Blocks a compact stage keeps, per stride placement. Block 1 is the one that repeats: with the stride on a
+# stage's first block every later block is the same ([first, repeated...]); with it on the last (Keras V2)
+# the middle ones are ([first, repeated..., last]).
+_KEPT_BLOCKS = {"first": 2, "last": 3}
+
+
+def _stage(model: ResNet, group: str) -> nn.Sequential:
+    """The blocks of report group 'layerN'."""
+    return model.get_submodule(model.stage_paths[int(group[5:]) - 1])
 
 
 def _macs_under(macs: dict[str, int], prefix: str) -> int:
@@ -165,10 +173,10 @@ def count_cost(model: ResNet, img_size: int | None = None) -> ModelCost:
     _check_size(size)
     macs, shapes = _trace(model, size)
     stages = []
-    for group, children in _groups(config).items():
-        params = sum(_params(getattr(model, c)) for c in children)
-        blocks = len(getattr(model, group)) if group.startswith("layer") else 0
-        shape = shapes.get(children[-1], ())
+    for group, children in model.cost_groups().items():
+        params = sum(_params(model.get_submodule(c)) for c in children)
+        blocks = len(_stage(model, group)) if group.startswith("layer") else 0
+        shape = shapes.get(group, ())
         stages.append(StageCost(group, blocks, shape, params, sum(_macs_under(macs, c) for c in children)))
     return ModelCost(config.name, size, _params(model), sum(macs.values()), stages)
 
@@ -182,22 +190,26 @@ def config_cost(config: ResNetConfig, img_size: int | None = None) -> ModelCost:
 
 @functools.lru_cache(maxsize=512)
 def _config_cost(config: ResNetConfig, size: int) -> ModelCost:
-    compact = meta_model(config.replace(layers=tuple(min(n, 2) for n in config.layers)))
+    kept = _KEPT_BLOCKS[config.stride_block]
+    compact = meta_model(config.replace(layers=tuple(min(n, kept) for n in config.layers)))
     macs, shapes = _trace(compact, size)
     stages, total_params = [], 0
-    for group, children in _groups(config).items():
+    groups = compact.cost_groups()
+    for group, children in groups.items():
         if group.startswith("layer"):
-            n = config.layers[int(group[5:]) - 1]
-            stage = getattr(compact, group)
-            first = (_params(stage[0]), _macs_under(macs, f"{group}.0"))
-            rest = (_params(stage[1]), _macs_under(macs, f"{group}.1")) if n > 1 else (0, 0)
-            params, stage_macs, blocks = first[0] + (n - 1) * rest[0], first[1] + (n - 1) * rest[1], n
+            index = int(group[5:]) - 1
+            n, path, stage = config.layers[index], compact.stage_paths[index], _stage(compact, group)
+            costs = [(_params(block), _macs_under(macs, f"{path}.{i}")) for i, block in enumerate(stage)]
+            repeats = n - len(stage)  # the blocks not built are copies of the repeated one
+            repeated = costs[1] if repeats else (0, 0)
+            params = sum(c[0] for c in costs) + repeats * repeated[0]
+            stage_macs, blocks = sum(c[1] for c in costs) + repeats * repeated[1], n
         else:
-            params = sum(_params(getattr(compact, c)) for c in children)
+            params = sum(_params(compact.get_submodule(c)) for c in children)
             stage_macs, blocks = sum(_macs_under(macs, c) for c in children), 0
         total_params += params
-        stages.append(StageCost(group, blocks, shapes.get(children[-1], ()), params, stage_macs))
-    grouped = sum(_params(getattr(compact, c)) for children in _groups(config).values() for c in children)
+        stages.append(StageCost(group, blocks, shapes.get(group, ()), params, stage_macs))
+    grouped = sum(_params(compact.get_submodule(c)) for children in groups.values() for c in children)
     if grouped != _params(compact):  # a parameterised child outside the groups would be silently dropped
         raise RuntimeError("cost groups do not cover every parameter of the model")
     return ModelCost(config.name, size, total_params, sum(s.macs for s in stages), stages)

@@ -1,19 +1,35 @@
-"""Building pieces shared by the blocks and the stem: activation, squeeze-excite, drop path, shortcut."""
+"""Building pieces shared by the blocks and the stem: activation, norm, squeeze-excite, drop path, shortcut."""
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+from torchvision.ops import FrozenBatchNorm2d
 
+from ..errors import ResnetsError
 from .config import ResNetConfig
+from .plan import BlockPlan
 
 
 def make_activation(name: str) -> nn.Module:
     return nn.SiLU(inplace=True) if name == "silu" else nn.ReLU(inplace=True)
 
 
-def make_norm(channels: int, config: ResNetConfig) -> nn.BatchNorm2d:
+def make_norm(channels: int, config: ResNetConfig) -> nn.Module:
+    """The config's normalisation over `channels`. All three keep BatchNorm's tensor names (weight, bias and,
+    for the BNs, running_mean/var), so one checkpoint loads into any of them (GroupNorm: weight and bias)."""
+    if config.norm_layer == "frozen_batchnorm":
+        return FrozenBatchNorm2d(channels, eps=config.bn_eps)
+    if config.norm_layer == "groupnorm":
+        if channels % config.norm_groups:
+            raise ResnetsError(f"groupnorm: {channels} channels do not split into {config.norm_groups} groups; "
+                               "choose norm_groups that divides every width of the network")
+        return nn.GroupNorm(config.norm_groups, channels, eps=config.bn_eps)
     return nn.BatchNorm2d(channels, eps=config.bn_eps, momentum=config.bn_momentum)
+
+
+NORM_TYPES = (nn.BatchNorm2d, FrozenBatchNorm2d, nn.GroupNorm)
 
 
 def round_to_divisor(value: float, divisor: int) -> int:
@@ -58,20 +74,56 @@ class DropPath(nn.Module):
         return f"rate={self.rate:.3f}"
 
 
-def make_shortcut(in_channels: int, out_channels: int, stride: int, config: ResNetConfig) -> nn.Module | None:
-    """The projection shortcut of a stage's first block, or None when identity fits.
+class SamePadAvgPool2d(nn.Module):
+    """2x2 average at stride 1 over the input zero-padded by one row and column at the bottom and right: what
+    the D shortcut's pool becomes where dilation replaced its stride (timm's AvgPool2dSame(2, 1), whose
+    "SAME" padding is explicit zeros, so border windows divide by 4)."""
 
-    Index layout matches timm/torchvision state dicts: conv at .0 and BN at .1 ("conv"),
-    or pool at .0, conv at .1, BN at .2 ("avg", the D tweak: average-pool instead of striding
-    the 1x1 conv, so no input pixel is skipped).
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.avg_pool2d(F.pad(x, (0, 1, 0, 1)), 2, 1)
+
+
+def _shortcut_pool(plan: BlockPlan) -> nn.Module:
+    """The D shortcut's pool: 2x2/2 with partial windows at odd sizes, its dilated form, or nothing."""
+    if not plan.downsamples:
+        return nn.Identity()
+    if plan.stride == 1:
+        return SamePadAvgPool2d()
+    return nn.AvgPool2d(2, plan.stride, ceil_mode=True, count_include_pad=False)
+
+
+class PreActShortcut(nn.Module):
+    """A pre-activation projection shortcut, named as timm's resnetv2 DownsampleConv / DownsampleAvg:
+    `pool` (D form only) then `conv`; no norm, because the next block's norm1 normalises the sum."""
+
+    def __init__(self, in_channels: int, out_channels: int, plan: BlockPlan, config: ResNetConfig) -> None:
+        super().__init__()
+        avg = config.shortcut == "avg"
+        self.pool = _shortcut_pool(plan) if avg else nn.Identity()
+        self.conv = nn.Conv2d(in_channels, out_channels, 1, stride=1 if avg else plan.stride,
+                              bias=config.residual_bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(self.pool(x))
+
+
+def make_shortcut(out_channels: int, plan: BlockPlan, config: ResNetConfig) -> nn.Module | None:
+    """The shortcut of a block: None for identity, a tensor-free 1x1 max-pool that subsamples where only the
+    resolution changes (Keras ResNetV2's strided last block), else a projection.
+
+    The v1 projection's index layout matches timm/torchvision state dicts: conv at .0 and BN at .1 ("conv"), or
+    pool at .0, conv at .1, BN at .2 ("avg", the D tweak: average-pool instead of striding the 1x1 conv, so no
+    input pixel is skipped). Pre-activation projections are `PreActShortcut`.
     """
-    if stride == 1 and in_channels == out_channels:
-        return None
+    in_channels = plan.in_channels
+    if in_channels == out_channels and not plan.project:
+        return None if plan.stride == 1 else nn.MaxPool2d(1, plan.stride)
+    if config.preact:
+        return PreActShortcut(in_channels, out_channels, plan, config)
     if config.shortcut == "avg":
-        pool = (nn.AvgPool2d(2, stride, ceil_mode=True, count_include_pad=False) if stride > 1 else nn.Identity())
         return nn.Sequential(
-            pool, nn.Conv2d(in_channels, out_channels, 1, bias=False), make_norm(out_channels, config)
+            _shortcut_pool(plan), nn.Conv2d(in_channels, out_channels, 1, bias=False), make_norm(out_channels, config)
         )
     return nn.Sequential(
-        nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False), make_norm(out_channels, config)
+        nn.Conv2d(in_channels, out_channels, 1, stride=plan.stride, bias=False), make_norm(out_channels, config)
     )

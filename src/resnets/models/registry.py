@@ -127,13 +127,80 @@ def _populate() -> None:
             interpolation="bicubic", description=f"ResNet-RS-{depth}",
         ))
 
-    # PaddleClas names: vc = deep stem (C), vd = deep stem + avg-pool shortcut (D).
+    _populate_preact()
+    _populate_paddleclas()
+
+
+def _populate_preact() -> None:
+    """Pre-activation ResNets (He et al. 2016, "Identity Mappings in Deep Residual Networks")."""
+    # timm's resnetv2_* with BatchNorm (its BiT models use weight-standardised convs, not built here).
+    # zero_init_last=False: timm's default for them (it would zero the last conv, not a norm).
+    preact = {"preact": True, "zero_init_last": False}
     for depth in (18, 34, 50, 101, 152):
+        for suffix in ("", "d"):
+            _add(f"resnetv2_{depth}{suffix}", f"Pre-activation ResNet-{depth}{'-D' if suffix else ''} (timm)", depth,
+                 **preact, **VARIANTS[suffix])
+    _add("resnetv2_50t", "Pre-activation ResNet-50-T (timm)", 50, **preact, **VARIANTS["t"])
+    _add("resnetv2_50d_gn", "Pre-activation ResNet-50-D with GroupNorm(32) (timm)", 50, **preact, **VARIANTS["d"],
+         norm_layer="groupnorm", norm_groups=32)
+    # Keras applications ResNet50V2/101V2/152V2 (tf_keras resnet.py stack2/block2): stride on the last block
+    # of each stage, biased stem/shortcut/last convs, zero-padded max-pool, BN eps 1.001e-5, inputs scaled to
+    # [-1, 1] (preprocess_input mode "tf").
+    keras_v2 = {"stride_block": "last", "residual_bias": True, "stem_pool": "max_zero_pad", "bn_eps": 1.001e-5,
+                "mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5)}
+    for depth in (50, 101, 152):
+        _add(f"resnet{depth}v2", f"Keras ResNet{depth}V2 (pre-activation, stride on each stage's last block)", depth,
+             **preact, **keras_v2)
+
+
+# PaddleClas (ppcls/arch/backbone, release 2.6) under its names in lower case. Its own tweaks, checked against
+# its code: every stage's first block has a projection shortcut, also where shapes match (first_block_projection,
+# which changes only the basic-block nets); SE widths are int(C / 16) (se_divisor=1); "_vd" = deep stem +
+# avg-pool shortcut, the SE-ResNeXt and SENet ones with a 64-64-128 stem ("s").
+PADDLE_VD_WIDE = {"stem_type": "deep", "stem_width": 64, "shortcut": "avg"}
+PADDLE_SE = {"se_ratio": 1 / 16, "se_divisor": 1}
+
+
+def _populate_paddleclas() -> None:
+    first = {"first_block_projection": True}
+    for depth in (18, 34):
+        _add(f"resnet{depth}_vb", f"PaddleClas ResNet{depth} (ResNet-{depth}-B with a projection in its first block)",
+             depth, **first)
+        _add(f"resnet{depth}_vd", f"PaddleClas ResNet{depth}_vd (ResNet-{depth}-D, projection in its first block)", depth,
+             **first, **VARIANTS["d"])
+    for depth in (50, 101, 152):
         _add(f"resnet{depth}_vd", f"PaddleClas ResNet{depth}_vd (= ResNet-{depth}-D)", depth, **VARIANTS["d"])
     _add("resnet50_vc", "PaddleClas ResNet50_vc (= ResNet-50-C)", 50, **VARIANTS["c"])
     register("resnet200_vd", ResNetConfig(
         block="bottleneck", layers=(3, 12, 48, 3), description="PaddleClas ResNet200_vd: its own [3,12,48,3] layout",
         **VARIANTS["d"]))
+
+    # ResNeXt (model_zoo/resnext.py, resnext_vd.py); 50/101/152 x 32x4d/64x4d. The plain ones PaddleClas shares
+    # with torchvision/timm (resnext50_32x4d, resnext101_32x4d, resnext101_64x4d, resnext152_32x4d) exist above.
+    for depth, card in [(50, 64), (152, 64)]:
+        _add(f"resnext{depth}_{card}x4d", f"ResNeXt-{depth} {card}x4d (PaddleClas ResNeXt{depth}_{card}x4d)", depth,
+             cardinality=card, base_width=4)
+    for depth in (50, 101, 152):
+        for card in (32, 64):
+            _add(f"resnext{depth}_vd_{card}x4d", f"PaddleClas ResNeXt{depth}_vd_{card}x4d (ResNeXt-{depth} {card}x4d D)",
+                 depth, cardinality=card, base_width=4, **VARIANTS["d"])
+
+    # SE-ResNet _vd (model_zoo/se_resnet_vd.py), SE-ResNeXt (se_resnext.py) and its _vd (se_resnext_vd.py).
+    for depth in (18, 34, 50):
+        _add(f"se_resnet{depth}_vd", f"PaddleClas SE_ResNet{depth}_vd (SE-ResNet-{depth}-D)", depth,
+             **PADDLE_SE, **VARIANTS["d"], **(first if depth < 50 else {}))
+    for depth in (50, 101):
+        _add(f"se_resnext{depth}_32x4d", f"PaddleClas SE_ResNeXt{depth}_32x4d (SE-ResNeXt-{depth} 32x4d)", depth,
+             cardinality=32, base_width=4, **PADDLE_SE)
+    # PaddleClas builds SE_ResNeXt152_64x4d with a 64-64-128 stem but declares 64 input channels for its first
+    # block, so its dygraph class fails on the first forward; this preset feeds the stem's 128 channels on, as
+    # the static-graph network its weights come from does.
+    _add("se_resnext152_64x4d", "PaddleClas SE_ResNeXt152_64x4d (64-64-128 stem)", 152, cardinality=64,
+         base_width=4, stem_type="deep", stem_width=64, **PADDLE_SE)
+    _add("se_resnext50_vd_32x4d", "PaddleClas SE_ResNeXt50_vd_32x4d (64-64-128 stem, avg-pool shortcut)", 50,
+         cardinality=32, base_width=4, **PADDLE_SE, **PADDLE_VD_WIDE)
+    _add("senet154_vd", "PaddleClas SENet154_vd (SE-ResNeXt-152 64x4d, 64-64-128 stem, avg-pool shortcut)", 152,
+         cardinality=64, base_width=4, **PADDLE_SE, **PADDLE_VD_WIDE)
 
 
 _populate()

@@ -13,7 +13,7 @@ from typing import Any
 from ..errors import ResnetsError
 from ..models.config import ResNetConfig
 from ..models.registry import get_config
-from ..models.resnet import ResNet
+from ..models.resnet import ResNet, head_keys
 from .convert import convert_state_dict
 from .io import read_state_dict, save_weights
 from .load import load_into
@@ -24,21 +24,35 @@ def create_model(name: str, num_classes: int | None = None, weights: str | Path 
     """Build the preset `name`, optionally loading `weights` (ours, timm's or torchvision's).
 
     `num_classes` defaults to the checkpoint's class count when weights are given, else the preset's (1000).
-    `overrides` change any ResNetConfig field (e.g. drop_path_rate=0.05, act="silu").
+    `overrides` change any ResNetConfig field (e.g. drop_path_rate=0.05, act="silu"), among them the backbone
+    options as timm names them: features_only=True with out_indices=(1, 2, 3, 4) (a list of feature maps, no
+    head: a classifier checkpoint loads without its head), output_stride=8 or 16 (dilated last stages),
+    norm_layer="frozen_batchnorm" or "groupnorm" (norm_groups=32) and grad_checkpointing=True.
     """
     config = get_config(name)
+    features_only = overrides.get("features_only", config.features_only)
     state_dict, metadata = (None, {})
     if weights is not None:
         state_dict, metadata = read_state_dict(weights)
         state_dict = convert_state_dict(state_dict, source)
-        if num_classes is None and not reset_head and "fc.weight" in state_dict:
-            num_classes = state_dict["fc.weight"].shape[0]
-    config = config.replace(num_classes=config.num_classes if num_classes is None else num_classes, **overrides)
+        classifier = head_keys(overrides.get("preact", config.preact))[0]
+        if num_classes is None and not reset_head and not features_only and classifier in state_dict:
+            num_classes = state_dict[classifier].shape[0]
+    if num_classes is None:
+        num_classes = 0 if features_only else config.num_classes
+    config = config.replace(num_classes=num_classes, **overrides)
     model = ResNet(config)
     if state_dict is not None:
-        load_into(model, state_dict, reset_head=reset_head, model_name=name)
-        model.class_names = _class_names(metadata, config.num_classes) if not reset_head else None
+        load_into(model, _without_unbuilt(model, state_dict), reset_head=reset_head, model_name=name)
+        has_head = not reset_head and not features_only
+        model.class_names = _class_names(metadata, config.num_classes) if has_head else None
     return model
+
+
+def _without_unbuilt(model: ResNet, state_dict: dict[str, Any]) -> dict[str, Any]:
+    """The checkpoint less what the model leaves out by design (a backbone's head, frozen BN counters)."""
+    dropped = set(model.keys_not_built(state_dict))
+    return {k: v for k, v in state_dict.items() if k not in dropped}
 
 
 def load_model(path: str | Path, **overrides: Any) -> ResNet:
@@ -59,7 +73,7 @@ def load_model(path: str | Path, **overrides: Any) -> ResNet:
 def load_weights(model: ResNet, weights: str | Path, *, reset_head: bool = False, source: str = "resnets") -> None:
     """Load a weight file into an existing model (strict; `reset_head` keeps the model's classifier)."""
     state_dict, metadata = read_state_dict(weights)
-    load_into(model, convert_state_dict(state_dict, source), reset_head=reset_head,
+    load_into(model, _without_unbuilt(model, convert_state_dict(state_dict, source)), reset_head=reset_head,
               model_name=model.config.name or "model")
     if not reset_head:
         model.class_names = _class_names(metadata, model.config.num_classes)
