@@ -456,3 +456,22 @@ def test_repeated_augmentation_on_one_process_keeps_copies_apart(tmp_path, capsy
     assert main(["train", "--data", "digits", "--out", str(out), "--epochs", "1", "--batch-size", "64",
                  "--workers", "0", "--set", "aug_repeats=3", *TINY]) == 0
     assert "never into one BatchNorm batch" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_two_processes_at_32_make_the_update_of_one_at_64(tmp_path):
+    """DDP equals one process at the same global batch: GroupNorm (per-sample statistics) and no augmentation
+    randomness, so only the gradient all-reduce and the sample weighting can differ. Compared after 4 steps
+    (checkpointed every step, then killed): over a whole epoch SGD amplifies fp32 rounding to ~1e-4."""
+    fixed = ["--epochs", "1", "--batch-size", "64", "--workers", "0", "--save-every", "1",
+             "--set", "model.norm_layer=groupnorm", "--set", "model.norm_groups=8", "--set", "hflip=0",
+             "--set", "rrc_scale=[1,1]", "--set", "rrc_ratio=[1,1]", *TINY]
+    single, ddp = tmp_path / "single", tmp_path / "ddp"
+    assert _run(_train_cmd(single, *fixed), RESNETS_KILL_AT_STEP="4").returncode == -9
+    result = _run(_torchrun("--data", "digits", "--out", str(ddp), *fixed), RESNETS_KILL_AT_STEP="4")
+    assert result.returncode != 0  # torchrun reports its killed workers
+    a = torch.load(single / LAST_STATE, weights_only=True)
+    b = torch.load(ddp / LAST_STATE, weights_only=True)
+    assert a["step"][0]["steps"] == b["step"][0]["steps"] == 4  # saved, then killed
+    for key, value in a["model"].items():
+        torch.testing.assert_close(b["model"][key], value, rtol=1e-5, atol=1e-6, msg=key)
