@@ -40,7 +40,7 @@ def _slow(forward, seconds):
 def test_fastest_candidate_that_disagrees_is_rejected_and_the_next_one_chosen():
     model = tiny()
     garbage = lambda images: torch.randn(len(images), 10)  # noqa: E731 - fast, and wrong
-    forwards = {("fast", "bf16"): garbage, ("exact", "fp32"): _slow(model.eval(), 0.01)}
+    forwards = {("fast", "bf16"): garbage, ("exact", "fp32"): _slow(model.eval(), 0.1)}
     selection = _fake_choice(model, list(forwards), forwards, BestOptions(check_images=40, rounds=1))
     assert selection.chosen.name == "exact fp32" and selection.chosen.agreement == 100.0
     rejected = next(c for c in selection.candidates if c.name == "fast bf16")
@@ -60,7 +60,7 @@ def test_int8_must_keep_top1_on_the_labelled_folder(monkeypatch, shared_data):
         return (lambda forward: scores.get(id(forward), 41.0)), 300
 
     monkeypatch.setattr(best, "_labelled_top1", fake_labelled)
-    forwards = {("openvino", "int8"): int8, ("onnx", "fp32"): _slow(model.eval(), 0.01)}
+    forwards = {("openvino", "int8"): int8, ("onnx", "fp32"): _slow(model.eval(), 0.1)}
     options = BestOptions(allow_int8=True, calib=str(shared_data / "imagenette-mini" / "train"), check_images=8,
                           rounds=1)
     selection = _fake_choice(model, list(forwards), forwards, options)

@@ -83,7 +83,7 @@ def check_request(fmt: str, precision: str, *, opset: int | None, dynamic_size: 
     if fmt == "openvino":
         missing = openvino_missing(int8=precision == "int8")
         if missing:
-            raise ResnetsError(f"OpenVINO export needs {missing}")
+            raise ResnetsError(f"OpenVINO export: {missing}")
     if opset is not None and fmt != "onnx":
         raise ResnetsError("--opset applies to --format onnx only")
     if dynamic_size and fmt == "torchscript":

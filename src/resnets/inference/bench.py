@@ -386,7 +386,7 @@ def progress_line(record: BenchRecord) -> str:
 
 
 def accuracy_summary(record: BenchRecord) -> str:
-    text = f"top-1 agrees with fp32 eager on {record.agreement:.1f}% of the check images"
+    text = f"top-1 agrees with fp32 eager on {record.agreement:.1f}% of images"
     if record.top1 is not None:
         text += f"; top-1 {record.top1_fp32:.2f}% -> {record.top1:.2f}% ({record.top1 - record.top1_fp32:+.2f})"
     return text

@@ -330,9 +330,7 @@ _CACHED_MODES = ("compile", "onnx", "openvino")  # those that take seconds to mi
 _CACHE: weakref.WeakKeyDictionary[nn.Module, dict[tuple, tuple[tuple, object]]] = weakref.WeakKeyDictionary()
 
 
-def _fingerprint(model: nn.Module) -> tuple:
-    """Changes whenever a weight or BN statistic is replaced or updated in place (optimizer step, load)."""
-    return tuple((t.data_ptr(), t._version) for t in model.state_dict(keep_vars=True).values())
+_fingerprint = best_module.weights_fingerprint
 
 
 def _build(model: ResNet, mode: str, settings: _Settings) -> Callable:
@@ -472,10 +470,10 @@ def _prepare_best(model: ResNet, img_size: int, batch_size: int, device: torch.d
     if not pairs:
         raise ResnetsError("best has no candidate to run here: " + "; ".join(left_out))
 
-    def build(mode: str, precision: str) -> Callable:
+    def build(mode: str, precision: str) -> InferenceRunner:
         settings = _Settings(img_size, batch_size, precision, device, options.calib if precision == "int8" else None)
         try:
-            return _build(model, mode, settings)
+            return _runner(model, mode, "best", None, _build(model, mode, settings), settings)
         except ModeUnavailable as exc:
             raise ResnetsError(str(exc)) from None
 
@@ -485,9 +483,7 @@ def _prepare_best(model: ResNet, img_size: int, batch_size: int, device: torch.d
     if verbose:
         for line in selection.lines():
             print(line, file=sys.stderr)
-    chosen = selection.chosen
-    settings = _Settings(img_size, batch_size, chosen.precision, device)
-    runner = _runner(model, chosen.mode, "best", None, chosen.forward, settings)
+    runner = selection.chosen.forward  # the InferenceRunner `build` made
     runner.selection = selection
     return runner
 

@@ -10,7 +10,9 @@ Threads: INFERENCE_NUM_THREADS = the run's thread count (torch's, set by --threa
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import io
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable
@@ -98,9 +100,10 @@ def quantize_int8(model, calibration: Iterable[np.ndarray], *, subset_size: int)
     logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)  # "No CUDA runtime" when nncf loads
     import nncf
 
-    nncf.set_log_level(logging.ERROR)  # no progress bars on the commands' output
+    nncf.set_log_level(logging.ERROR)
     try:
-        return nncf.quantize(model, nncf.Dataset(list(calibration)), subset_size=subset_size)
+        with contextlib.redirect_stdout(io.StringIO()):  # its progress bars would land in the commands' output
+            return nncf.quantize(model, nncf.Dataset(list(calibration)), subset_size=subset_size)
     except Exception as exc:
         raise ResnetsError(f"NNCF could not quantise this model: {first_line(exc)}") from None
 
