@@ -165,7 +165,7 @@ def test_export_request_errors(capsys, checkpoint, tmp_path, monkeypatch):
         assert "exports fp32 or int8, not bf16" in capsys.readouterr().err
     monkeypatch.setattr(export_module, "openvino_missing",
                         lambda int8=False: "openvino not installed (pip install 'resnets[openvino]')")
-    assert main([*base, "--format", "openvino"]) == 2
+    assert main(["export", "--weights", str(path), "--out", str(tmp_path / "m.xml"), "--format", "openvino"]) == 2
     assert "resnets[openvino]" in capsys.readouterr().err
     assert not any(tmp_path.glob("m*"))
 
