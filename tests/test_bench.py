@@ -13,7 +13,14 @@ import resnets
 from resnets.cli import main
 from resnets.errors import ResnetsError
 from resnets.inference import modes
-from resnets.inference.bench import BenchSettings, PeakMemory, bench_inference, percentile, run_bench
+from resnets.inference.bench import (
+    BenchSettings,
+    PeakMemory,
+    bench_inference,
+    format_table,
+    percentile,
+    run_bench,
+)
 from resnets.inference.plot import pareto_front, plot_accuracy_vs_speed, plot_points, read_accuracy_csv
 
 REQUIRED = {"model", "mode", "batch_size", "img_size", "params", "macs", "latency_ms_p50", "latency_ms_p90",
@@ -29,6 +36,7 @@ def test_records_have_sane_values():
     settings = BenchSettings(modes=("eager", "fused"), batch_sizes=(1, 2), img_size=64, warmup=1, reps=3)
     records = bench_inference(model, "tiny18", settings, verbose=False)
     assert [(r.mode, r.batch_size) for r in records] == [("eager", 1), ("eager", 2), ("fused", 1), ("fused", 2)]
+    assert all((r.precision, r.backend, r.agreement) == ("fp32", "torch", None) for r in records)
     cost = resnets.count_cost(model, 64)
     weights_mb = sum(p.numel() for p in model.state_dict().values() if p.is_floating_point()) * 4 / 2**20
     for r in records:
@@ -141,24 +149,39 @@ def test_plot_points_and_accuracy_csv_errors(tmp_path):
         read_accuracy_csv(tmp_path / "missing.csv")
 
 
-# --- optional int8 --------------------------------------------------------------------------------------------
+# --- reduced precisions -------------------------------------------------------------------------------------
 
 
 @pytest.mark.skipif(not all(importlib.util.find_spec(n) for n in ("onnx", "onnxruntime")), reason="onnx missing")
-def test_int8_runner_and_accuracy_change(shared_data):
-    from resnets.inference.quantize import compare_int8, image_files, int8_runner
-
+def test_int8_records_carry_the_accuracy_change(shared_data, capsys):
     folder = shared_data / "imagenette-mini"
     model = tiny()
     model.class_names = sorted(p.name for p in (folder / "train").iterdir() if p.is_dir())
-    runner = int8_runner(model, folder / "train", img_size=64, num_calib=16)
-    assert runner.mode == "int8"
-    out = runner(torch.randn(3, 3, 64, 64))
-    assert out.shape == (3, 10) and out.dtype == torch.float32
-    accuracy = compare_int8(model, runner, folder / "val", img_size=64, limit=30)
-    assert accuracy.images == 30 and 0 <= accuracy.agreement <= 100
-    assert accuracy.top1_fp32 is not None and accuracy.top1_change is not None  # folder names = class names
-    files = image_files(folder / "val", limit=20)
-    assert len({p.parent.name for p in files}) == 10  # the limit still samples every class
+    settings = BenchSettings(modes=("onnx",), batch_sizes=(1, 2), img_size=64, warmup=0, reps=1, precision="int8",
+                             calib=str(folder / "train"), int8_val=str(folder / "val"))
+    records = run_bench([("tiny18", model)], settings, verbose=False)
+    assert [(r.mode, r.precision, r.backend) for r in records] == [("onnx", "int8", "onnxruntime")] * 2
+    for r in records:
+        assert r.error is None and 0 <= r.agreement <= 100 and r.top1_fp32 is not None and r.top1 is not None
+    assert "top-1 agrees with fp32 eager" in format_table(records)
+    with pytest.raises(ResnetsError, match="--calib DIR"):
+        BenchSettings(precision="int8")
+    with pytest.raises(ResnetsError, match="not int8"):
+        BenchSettings(precision="int8", calib=str(folder), train=True)
+
+
+def test_bf16_records_say_so_and_check_agreement():
+    settings = BenchSettings(modes=("channels_last",), batch_sizes=(2,), img_size=64, warmup=0, reps=1,
+                             precision="bfloat16")
+    [record] = run_bench([("tiny18", tiny())], settings, verbose=False)
+    assert (record.precision, record.dtype) == ("bf16", "bfloat16") and settings.dtype == "bfloat16"
+    assert 90 <= record.agreement <= 100 and record.top1 is None
+
+
+def test_image_files_spread_over_classes(shared_data):
+    from resnets.evaluate import image_files
+
+    files = image_files(shared_data / "imagenette-mini" / "val", limit=20)
+    assert len(files) == 20 and len({p.parent.name for p in files}) == 10  # the limit still samples every class
     with pytest.raises(ResnetsError, match="image folder not found"):
-        image_files(folder / "nope")
+        image_files(shared_data / "nope")

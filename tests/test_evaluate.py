@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from resnets.errors import ResnetsError
-from resnets.evaluate import Accuracy, load_label_sets
+from resnets.evaluate import Accuracy, label_map, load_label_sets, logits_loop, run_accuracy
 
 
 def _logits(rows: list[list[int]], num_classes: int = 6) -> torch.Tensor:
@@ -77,3 +77,47 @@ def test_label_set_errors(tmp_path, content, message):
 def test_missing_label_file(tmp_path):
     with pytest.raises(ResnetsError, match="not found"):
         load_label_sets(tmp_path / "nope.json", ["x.jpg"])
+
+
+def _batches(rows: list[list[int]], targets: list[int], skipped_per_batch: list[list[str]]):
+    """Loader-like batches: uint8 'images' that carry their row index, so the predictor can look logits up."""
+    start, out = 0, []
+    for skipped, size in skipped_per_batch:
+        images = torch.arange(start, start + size, dtype=torch.uint8).view(-1, 1, 1, 1).expand(-1, 3, 2, 2)
+        out.append((images, torch.tensor(targets[start:start + size]), skipped))
+        start += size
+    return out
+
+
+def test_run_accuracy_maps_labels_and_keeps_label_sets_aligned_past_skipped_images():
+    logits = _logits([[0, 1], [1, 0], [2, 1], [0, 2]], 3)
+
+    def predict(images: torch.Tensor) -> torch.Tensor:
+        return logits[images[:, 0, 0, 0].long()]
+
+    prepare = lambda images: images.float()  # noqa: E731
+    # 5 samples in dataset order; sample "s1" is unreadable: batch 1 holds s0 (kept) and s1 (skipped)
+    batches = _batches([], [0, 1, 0, 0], [(["s1"], 1), ([], 3)])
+    names = ["s0", "s1", "s2", "s3", "s4"]
+    sets = [[0], [9], [1], [0, 2], [0]]
+    seen = []
+    acc = run_accuracy(predict, batches, 3, prepare, label_sets=sets, sample_names=names, on_skipped=seen.extend)
+    assert seen == ["s1"] and acc.n == 4
+    assert acc.top(1) == pytest.approx(100.0)  # s0:{0} top 0, s2:{1} top 1, s3:{0,2} top 2, s4:{0} top 0
+    # dataset label 0 -> model output 1 (classes matched by name)
+    mapped = run_accuracy(predict, _batches([], [0, 0, 0, 0], [([], 4)]), 3, prepare,
+                          label_map=label_map(["b"], ["a", "b", "c"], 3))
+    assert mapped.top(1) == pytest.approx(25.0)  # only row 1 ranks class 1 first
+
+
+def test_label_map_errors():
+    with pytest.raises(ResnetsError, match="not among the model's classes"):
+        label_map(["x"], ["a", "b"], 2)
+    with pytest.raises(ResnetsError, match="carry no class names"):
+        label_map(["a", "b", "c"], None, 2)
+
+
+def test_logits_loop_yields_empty_batches_for_their_skips():
+    empty = (torch.empty(0, 3, 0, 0, dtype=torch.uint8), torch.empty(0, dtype=torch.int64), ["bad.jpg"])
+    out = list(logits_loop(lambda x: x, [empty], lambda x: x))
+    assert len(out) == 1 and out[0][0].numel() == 0 and out[0][1][2] == ["bad.jpg"]

@@ -9,19 +9,21 @@ import torch
 
 import resnets
 from resnets.errors import ResnetsError, UnknownNameError
+from resnets.hardware import cpu_capabilities
 from resnets.inference import modes
-from resnets.inference.modes import BEST_ORDER, MODES, prepare
+from resnets.inference.modes import prepare
 from tests.helpers import randomize_bn, relative_error
 
 PARITY_MODELS = ["resnet18", "resnet50d", "seresnext26d_32x4d", "resnetrs50"]
 HAS_ONNX = all(importlib.util.find_spec(name) for name in ("onnx", "onnxruntime"))
-
-
-
-
-
-
+HAS_OPENVINO = HAS_ONNX and importlib.util.find_spec("openvino") is not None
+HAS_NNCF = HAS_OPENVINO and importlib.util.find_spec("nncf") is not None
+needs_onnx = pytest.mark.skipif(not HAS_ONNX, reason="onnx missing")
+needs_openvino = pytest.mark.skipif(not HAS_OPENVINO, reason="openvino missing (resnets[openvino])")
+BF16_NATIVE = cpu_capabilities().is_native("bf16")
 TOLERANCE = 1e-4
+BF16_TOLERANCE = 3e-2
+"""bf16 keeps 8 bits of mantissa: relative logit errors of ~1e-2 through a deep net are expected."""
 
 
 def tiny(name: str) -> resnets.ResNet:
@@ -37,17 +39,76 @@ def eager(model: resnets.ResNet, x: torch.Tensor) -> torch.Tensor:
         return model.eval()(x)
 
 
-@pytest.mark.parametrize("mode", ["eager", "fused", "channels_last",
-                                  pytest.param("onnx", marks=pytest.mark.skipif(not HAS_ONNX, reason="onnx missing"))])
+@pytest.mark.parametrize("mode", ["eager", "fused", "channels_last", pytest.param("onnx", marks=needs_onnx),
+                                  pytest.param("openvino", marks=needs_openvino)])
 @pytest.mark.parametrize("name", PARITY_MODELS)
 def test_mode_matches_eager(name, mode):
     model = tiny(name)
     x = images()
     runner = prepare(model, mode, img_size=64, batch_size=2, verbose=False)
-    assert runner.mode == mode and runner.fallback_reason is None
+    assert runner.mode == mode and runner.fallback_reason is None and runner.precision == "fp32"
+    assert runner.backend == modes.BACKENDS[mode]
     out = runner(x)
     assert out.dtype == torch.float32 and out.shape == (3, 10) and not out.requires_grad
     assert relative_error(out, eager(model, x)) < TOLERANCE
+
+
+@pytest.mark.parametrize("mode", ["eager", "channels_last",
+                                  pytest.param("openvino", marks=[needs_openvino, pytest.mark.skipif(
+                                      not BF16_NATIVE, reason="OpenVINO runs bf16 only where the CPU has it")])])
+def test_bf16_modes_stay_close_to_fp32(mode):
+    model = tiny("resnet50d")
+    x = images(4)
+    runner = prepare(model, mode, img_size=64, batch_size=2, precision="bf16", verbose=False)
+    assert (runner.mode, runner.precision) == (mode, "bf16")
+    out = runner(x)
+    assert out.dtype == torch.float32
+    error = relative_error(out, eager(model, x))
+    assert 0 < error < BF16_TOLERANCE  # reduced, but not garbage: and not secretly fp32 either
+
+
+def test_a_precision_the_cpu_only_emulates_is_run_on_request_and_said(monkeypatch, capsys):
+    avx2_only = cpu_capabilities(("AMD EPYC 7B12", {"avx2", "fma", "avx"}))
+    monkeypatch.setattr(modes, "capabilities", lambda device: avx2_only)
+    runner = prepare(tiny("resnet18"), "channels_last", img_size=64, precision=torch.bfloat16, verbose=True)
+    assert runner.precision == "bf16" and runner.notes
+    err = capsys.readouterr().err
+    assert "bf16 is not native on this CPU (AMD EPYC 7B12" in err and "emulated" in err
+
+
+def test_onnx_has_no_bf16_and_falls_back_to_a_mode_that_has():
+    runner = prepare(tiny("resnet18"), "onnx", img_size=64, precision="bf16", verbose=False)
+    assert (runner.mode, runner.precision) == ("channels_last", "bf16")
+    assert "no bf16 convolutions" in runner.fallback_reason
+
+
+def test_int8_needs_calibration_and_an_int8_backend(tmp_path):
+    with pytest.raises(ResnetsError, match="--calib DIR"):
+        prepare(tiny("resnet18"), "onnx", img_size=64, precision="int8")
+    with pytest.raises(ResnetsError, match="int8 runs in the onnx or openvino mode"):
+        prepare(tiny("resnet18"), "channels_last", img_size=64, precision="int8", calib=str(tmp_path))
+    with pytest.raises(ResnetsError, match="unknown precision 'int4'"):
+        prepare(tiny("resnet18"), "eager", img_size=64, precision="int4")
+
+
+@needs_onnx
+def test_int8_calibration_folder_without_images_is_one_line(tmp_path):
+    (tmp_path / "notes.txt").write_text("no pictures here")
+    with pytest.raises(ResnetsError, match="no inference mode could run int8") as info:
+        prepare(tiny("resnet18"), "openvino", img_size=64, precision="int8", calib=str(tmp_path), verbose=False)
+    assert f"no image files under {tmp_path}" in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("mode", [pytest.param("onnx", marks=needs_onnx),
+                                  pytest.param("openvino", marks=pytest.mark.skipif(not HAS_NNCF, reason="nncf"))])
+def test_int8_modes_calibrate_on_images_and_keep_most_top1(mode, shared_data):
+    model = tiny("resnet18")
+    runner = prepare(model, mode, img_size=64, batch_size=4, precision="int8",
+                     calib=str(shared_data / "imagenette-mini" / "train"), verbose=False)
+    assert (runner.mode, runner.precision) == (mode, "int8")
+    x = images(8)
+    out, expected = runner(x), eager(model, x)
+    assert out.shape == (8, 10) and 0 < relative_error(out, expected) < 0.5
 
 
 @pytest.mark.slow
@@ -64,17 +125,17 @@ def test_compile_matches_eager_and_pads_partial_batches(name):
     assert again.forward is runner.forward  # compiled once per model and shape
 
 
-def test_best_picks_the_first_available_mode_of_the_preference_order():
-    model = tiny("resnet18")
-    runner = prepare(model, "best", img_size=64, verbose=False)
-    expected = BEST_ORDER["cpu"][0] if HAS_ONNX else BEST_ORDER["cpu"][1]
-    assert runner.requested == "best" and runner.mode == expected
-    assert runner.mode in MODES
-    assert relative_error(runner(images()), eager(model, images())) < TOLERANCE
+@needs_onnx
+def test_missing_openvino_falls_back_to_onnx_and_names_the_extra(monkeypatch):
+    monkeypatch.setattr(modes, "openvino_missing", lambda int8=False: "openvino not installed "
+                        "(pip install 'resnets[openvino]')")
+    runner = prepare(tiny("resnet18"), "openvino", img_size=64, verbose=False)
+    assert runner.mode == "onnx" and "resnets[openvino]" in runner.fallback_reason
 
 
 def test_missing_onnx_falls_back_and_says_why(monkeypatch, capsys):
-    monkeypatch.setattr(modes, "onnx_missing", lambda: "onnxruntime not installed (pip install 'resnets[export]')")
+    monkeypatch.setattr(modes, "onnx_missing",
+                        lambda runtime=True: "onnxruntime not installed (pip install 'resnets[export]')")
     model = tiny("resnet18")
     runner = prepare(model, "onnx", img_size=64, verbose=True)
     assert runner.mode == "channels_last"
@@ -97,11 +158,10 @@ def test_failing_compile_falls_back(monkeypatch):
     assert runner.fixed_batch is None
 
 
-def test_onnx_mode_needs_float32():
-    runner = prepare(tiny("resnet18"), "onnx", img_size=64, dtype=torch.bfloat16, verbose=False)
-    assert runner.mode == "channels_last"
-    assert "float32 only" in runner.fallback_reason
-    assert runner(images()).dtype == torch.float32
+def test_precision_and_dtype_must_agree():
+    with pytest.raises(ResnetsError, match="disagree"):
+        prepare(tiny("resnet18"), "eager", img_size=64, precision="fp32", dtype=torch.bfloat16)
+    assert prepare(tiny("resnet18"), "eager", img_size=64, dtype=torch.bfloat16).precision == "bf16"
 
 
 def test_unknown_mode_suggests_the_closest():
@@ -154,8 +214,8 @@ def test_compile_past_the_recompile_limit_falls_back_instead_of_running_eagerly(
     assert "RECOMPILE_LIMIT" in runner.fallback_reason
 
 
-@pytest.mark.skipif(not HAS_ONNX, reason="onnx missing")
-def test_onnx_runner_rejects_another_image_size():
-    runner = prepare(tiny("resnet18"), "onnx", img_size=64, verbose=False)
+@pytest.mark.parametrize("mode", [pytest.param("onnx", marks=needs_onnx), pytest.param("openvino", marks=needs_openvino)])
+def test_exported_runners_reject_another_image_size(mode):
+    runner = prepare(tiny("resnet18"), mode, img_size=64, verbose=False)
     with pytest.raises(ResnetsError, match="prepared for 64x64"):
         runner(images(1, 96))

@@ -106,6 +106,6 @@ def test_usage_errors(capsys, named_checkpoint, val_images, tmp_path):
 
 def test_subprocess_smoke(named_checkpoint, val_images):
     result = subprocess.run([sys.executable, "-m", "resnets", "predict", "--weights", str(named_checkpoint),
-                             str(val_images[0]), "--topk", "1"], capture_output=True, text=True, timeout=120)
+                             str(val_images[0]), "--topk", "1"], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     assert "label-n" in result.stdout

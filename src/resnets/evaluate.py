@@ -1,15 +1,26 @@
-"""Top-k accuracy, per-class accuracy and ReaL-style label sets, for training and `resnets eval`."""
+"""The one evaluation loop (training's validation, `resnets eval`, `resnets predict`, the accuracy checks of
+`best` and int8), top-k / per-class accuracy and ReaL-style label sets.
+
+`logits_loop` runs a predictor over batches of uint8 images (as the data loader yields them) normalised
+by a `BatchPreprocessor`; `run_accuracy` counts hits on top of it. `image_loader` makes such batches from
+a list of image files, so predicting on loose files and evaluating a folder preprocess identically.
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
+from .data.datasets import IMAGE_EXTENSIONS, ImageDataset
+from .data.loader import BatchPreprocessor, build_loader
+from .data.preprocess import load_image
+from .data.transforms import build_eval_transform
 from .errors import ResnetsError
+from .models.config import ResNetConfig
 
 
 @dataclass
@@ -73,30 +84,125 @@ class Accuracy:
         return [100.0 * c / t if t else None for c, t in zip(self.class_correct, self.class_total, strict=True)]
 
 
-@torch.inference_mode()
+def logits_loop(predict: Callable[[torch.Tensor], torch.Tensor], batches: Iterable,
+                prepare: Callable[[torch.Tensor], torch.Tensor]) -> Iterator[tuple[torch.Tensor, Sequence]]:
+    """(float32 CPU logits, batch) for every batch of (uint8 images, targets[, skipped names]).
+
+    A batch with no images (all unreadable) is yielded with empty logits, so callers still see its skips.
+    """
+    with torch.inference_mode():
+        for batch in batches:
+            images = batch[0]
+            if len(images) == 0:
+                yield torch.empty(0, 0), batch
+                continue
+            yield predict(prepare(images)).float().cpu(), batch
+
+
 def run_accuracy(predict: Callable[[torch.Tensor], torch.Tensor], batches: Iterable, num_classes: int,
                  prepare: Callable[[torch.Tensor], torch.Tensor], *,
                  label_sets: Sequence[Sequence[int]] | None = None,
-                 on_skipped: Callable[[list[str]], None] | None = None) -> Accuracy:
-    """Accuracy of `predict` over batches of (uint8 images, targets[, ...]); `prepare` normalises on device.
+                 on_skipped: Callable[[list[str]], None] | None = None,
+                 label_map: torch.Tensor | None = None,
+                 sample_names: Sequence[str] | None = None) -> Accuracy:
+    """Accuracy of `predict` over batches of (uint8 images, targets[, skipped names]); `prepare` normalises.
 
-    With `label_sets`, batches must come in dataset order (no shuffling) and targets are ignored.
+    `label_map` maps dataset labels to model outputs (when the classes are matched by name). With
+    `label_sets` (one per sample, in dataset order) batches must come in dataset order and targets are
+    ignored; `sample_names` (in the same order) lets unreadable samples be skipped without shifting the
+    label sets of the rest.
     """
     acc = Accuracy(num_classes)
-    offset = 0
-    for batch in batches:
-        images, targets = batch[0], batch[1]
+    cursor = 0  # position in dataset order of the batch's first sample
+    for logits, batch in logits_loop(predict, batches, prepare):
+        targets = batch[1]
+        skipped = list(batch[2]) if len(batch) > 2 else []
         if on_skipped is not None and len(batch) > 2:
             on_skipped(batch[2])
-        if len(targets) == 0:
-            continue
-        logits = predict(prepare(images)).float().cpu()
         if label_sets is not None:
-            acc.update_label_sets(logits, label_sets[offset:offset + len(targets)])
-        else:
-            acc.update(logits, targets.cpu())
-        offset += len(targets)
+            span = len(targets) + (len(skipped) if sample_names is not None else 0)
+            positions = range(cursor, cursor + span)
+            if sample_names is not None and skipped:
+                gone = set(skipped)
+                positions = [i for i in positions if sample_names[i] not in gone]
+            if len(targets):
+                acc.update_label_sets(logits, [label_sets[i] for i in positions])
+            cursor += span
+        elif len(targets):
+            targets = targets.cpu()
+            acc.update(logits, label_map[targets] if label_map is not None else targets)
     return acc
+
+
+def label_map(dataset_classes: Sequence[str], model_classes: Sequence[str] | None, num_outputs: int) -> torch.Tensor:
+    """Dataset label -> model output index: by class name when the weights carry names, else one to one."""
+    if model_classes:
+        index = {name: i for i, name in enumerate(model_classes)}
+        unknown = [c for c in dataset_classes if c not in index]
+        if unknown:
+            raise ResnetsError(f"{len(unknown)} data class(es) are not among the model's classes: "
+                               f"{', '.join(unknown[:6])}")
+        return torch.tensor([index[c] for c in dataset_classes])
+    if len(dataset_classes) != num_outputs:
+        raise ResnetsError(f"the data has {len(dataset_classes)} classes but the model has {num_outputs} outputs "
+                           "and its weights carry no class names")
+    return torch.arange(num_outputs)
+
+
+class ImageFiles(ImageDataset):
+    """Any list of image files as a dataset (label = `targets[i]`, default 0): `predict`'s loose files, the
+    calibration and check images of `best` and int8."""
+
+    def __init__(self, paths: Sequence[str | Path], transform=None, targets: Sequence[int] | None = None):
+        super().__init__(transform, strict=False)
+        self.paths = [str(p) for p in paths]
+        self.targets = list(targets) if targets is not None else [0] * len(self.paths)
+        self.classes = []
+
+    def load_image(self, index: int) -> torch.Tensor:
+        return load_image(self.paths[index])
+
+    def sample_name(self, index: int) -> str:
+        return self.paths[index]
+
+
+def image_files(folder: str | Path, limit: int | None = None) -> list[Path]:
+    """Image files under `folder` (any depth), sorted; spread evenly over the folder when `limit` cuts."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ResnetsError(f"image folder not found: {folder}")
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+                   and not p.name.startswith("."))
+    if not files:
+        raise ResnetsError(f"no image files under {folder}")
+    if limit is not None and len(files) > limit:
+        step = len(files) / limit  # evenly spaced: every class folder contributes
+        files = [files[int(i * step)] for i in range(limit)]
+    return files
+
+
+def image_loader(paths: Sequence[str | Path], config: ResNetConfig, *, img_size: int | None = None,
+                 batch_size: int = 16, workers: int = 0, targets: Sequence[int] | None = None,
+                 crop_pct: float | None = None, interpolation: str | None = None):
+    """Batches (uint8 images, targets, skipped names) of `paths`, in order, preprocessed as `resnets eval` does."""
+    transform = build_eval_transform(img_size or config.eval_size, crop_pct or config.crop_pct,
+                                     interpolation or config.interpolation)
+    dataset = ImageFiles(paths, transform, targets)
+    return build_loader(dataset, batch_size=batch_size, sampler=list(range(len(dataset))), num_workers=workers)
+
+
+def normaliser(config: ResNetConfig, device: str | torch.device = "cpu") -> BatchPreprocessor:
+    """uint8 batches -> the model's normalised float input (its mean/std) on `device`."""
+    return BatchPreprocessor(config.mean, config.std, device=torch.device(device))
+
+
+def file_batches(paths: Sequence[str | Path], config: ResNetConfig, *, img_size: int,
+                 batch_size: int = 16) -> Iterator[torch.Tensor]:
+    """Normalised float batches of the readable images among `paths` (calibration and check sets)."""
+    prepare = normaliser(config)
+    for batch in image_loader(paths, config, img_size=img_size, batch_size=batch_size):
+        if len(batch.images):
+            yield prepare(batch.images)
 
 
 def load_label_sets(path: str | Path, filenames: Sequence[str]) -> list[list[int]]:

@@ -7,11 +7,9 @@ import json
 import sys
 from pathlib import Path
 
-import torch
-
 from ..errors import ResnetsError
-from ..inference.bench import DTYPES, BenchSettings, format_table, run_bench, write_csv
-from ..inference.modes import CHOICES
+from ..inference.bench import BenchSettings, format_table, run_bench, write_csv
+from .inference_options import add_inference_arguments, apply_threads, precision_of
 
 
 def _int_list(text: str) -> tuple[int, ...]:
@@ -26,7 +24,7 @@ def _int_list(text: str) -> tuple[int, ...]:
 
 def _model_or_name(text: str) -> str | tuple[str, object]:
     """A preset name stays a name; an existing file is loaded as a resnets checkpoint (its weights and
-    class names matter for --int8-val's top-1)."""
+    class names matter for int8's top-1)."""
     path = Path(text)
     if not path.is_file():
         return text
@@ -41,21 +39,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=_int_list, default=(1, 16), metavar="N[,N...]",
                         help="batch sizes to time (default 1,16)")
     parser.add_argument("--img-size", type=int, default=None, help="image size (default: each model's eval size)")
-    parser.add_argument("--mode", default="best", metavar="MODE[,MODE...]",
-                        help=f"inference mode(s): {', '.join(CHOICES)} or all (default best)")
+    add_inference_arguments(parser, default_mode="best", several=True)
     parser.add_argument("--train", action="store_true",
                         help="also time the training step of `resnets train` (mixup, forward, loss, backward, update)")
     parser.add_argument("--recipe", default=None,
                         help="recipe whose loss/optimiser/mixup the --train step uses (default rsb-a3)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed calls first (default 3)")
     parser.add_argument("--reps", type=int, default=10, help="timed calls (default 10)")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads (default: torch's default)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    parser.add_argument("--dtype", default="float32", choices=tuple(DTYPES))
-    parser.add_argument("--int8-calib", metavar="DIR", default=None,
-                        help="also time an int8 ONNX model calibrated on images in DIR (needs onnxruntime)")
-    parser.add_argument("--int8-val", metavar="DIR", default=None,
-                        help="images to measure int8's top-1 change on (default: the --int8-calib folder)")
     parser.add_argument("--json", action="store_true", help="print the records as JSON (progress goes to stderr)")
     parser.add_argument("--csv", metavar="FILE", default=None, help="also write the records to a CSV file")
     parser.add_argument("--plot", metavar="PNG", default=None, help="draw accuracy vs speed with the Pareto front")
@@ -73,14 +64,11 @@ def run(args: argparse.Namespace) -> int:
         from ..inference.plot import read_accuracy_csv
 
         accuracy = read_accuracy_csv(args.accuracy_csv)
-    if args.threads is not None:
-        if args.threads < 1:
-            raise ResnetsError(f"--threads must be >= 1, got {args.threads}")
-        torch.set_num_threads(args.threads)
+    apply_threads(args)
     modes = tuple(m.strip() for m in args.mode.split(",") if m.strip())
     settings = BenchSettings(modes=modes, batch_sizes=args.batch_size, img_size=args.img_size, warmup=args.warmup,
-                             reps=args.reps, train=args.train, dtype=args.dtype, device=args.device,
-                             int8_calib=args.int8_calib, int8_val=args.int8_val)
+                             reps=args.reps, train=args.train, device=args.device, precision=precision_of(args),
+                             calib=args.calib, allow_int8=args.allow_int8, int8_val=args.int8_val)
     train_bench = None
     if args.recipe is not None and not args.train:
         raise ResnetsError("--recipe chooses the training step of --train; add --train")

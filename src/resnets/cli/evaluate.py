@@ -1,10 +1,13 @@
-"""`resnets eval`: top-1, top-5 and per-class accuracy of weights on an image folder."""
+"""`resnets eval`: top-1, top-5 and per-class accuracy of weights on an image folder, in any inference mode and
+precision (so accuracy can be measured as deployed)."""
 
 from __future__ import annotations
 
 import argparse
 import json
 from pathlib import Path
+
+from .inference_options import add_inference_arguments, apply_threads, precision_of
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -17,8 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--interpolation", choices=["bilinear", "bicubic", "nearest"])
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--mode", default="eager", help="inference mode: eager, fused, channels_last, compile, "
-                                                      "onnx or best")
+    add_inference_arguments(parser, default_mode="eager")
     parser.add_argument("--real-labels", metavar="JSON", help="ReaL-style label sets (any label in top-k counts)")
     parser.add_argument("--strict", action="store_true", help="stop at the first unreadable image")
     parser.add_argument("--json", action="store_true")
@@ -27,16 +29,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..evaluate_folder import EvalSettings, evaluate_folder
 
+    apply_threads(args)
     settings = EvalSettings(weights=args.weights, model=args.model, data=args.data, split=args.split,
                             img_size=args.img_size, crop_pct=args.crop_pct, interpolation=args.interpolation,
                             batch_size=args.batch_size, workers=args.workers, mode=args.mode,
-                            real_labels=args.real_labels, strict=args.strict)
-    result = evaluate_folder(settings, verbose=not args.json)
+                            precision=precision_of(args), calib=args.calib, allow_int8=args.allow_int8,
+                            int8_val=args.int8_val, real_labels=args.real_labels, strict=args.strict)
+    result = evaluate_folder(settings, verbose=True)
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
     print(f"{Path(args.weights).name} on {result['data']} ({result['n']} images, {result['img_size']} px, "
-          f"crop {result['crop_pct']}, {result['interpolation']}, mode {result['mode']})")
+          f"crop {result['crop_pct']}, {result['interpolation']}, mode {result['mode']} {result['precision']})")
     print(f"top-1 {result['top1']:.2f}  top-5 {result['top5']:.2f}")
     if result["per_class"]:
         width = max(len(name) for name in result["per_class"])

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import dataclasses
 import math
 import re
 import resource
@@ -30,12 +29,15 @@ import torch
 from torch import nn
 
 from ..errors import ResnetsError
+from ..hardware import TORCH_DTYPES, normalise_precision
 from ..models.cost import count_cost
 from ..models.registry import get_config
 from ..models.resnet import ResNet
-from .modes import MODES, check_mode, prepare
+from .best import BestOptions
+from .modes import MODES, InferenceRunner, check_mode, prepare
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+"""The training step's dtypes (--train); inference takes any precision (hardware.PRECISIONS)."""
 
 
 @dataclass
@@ -49,11 +51,15 @@ class BenchSettings:
     reps: int = 10
     train: bool = False
     dtype: str = "float32"
+    """The training step's dtype; follows a float `precision`."""
     device: str = "cpu"
-    int8_calib: str | None = None
-    """Image folder to calibrate an int8 ONNX model on; adds 'int8' records (inference/quantize.py)."""
+    precision: str | None = None
+    """fp32, bf16, fp16 or int8 for the inference modes (None: fp32, and for best every native precision)."""
+    calib: str | None = None
+    """Image folder: int8 calibration and the agreement check set (else random images)."""
+    allow_int8: bool = False
     int8_val: str | None = None
-    """Image folder to measure int8's accuracy change on (default: the calibration folder)."""
+    """Labelled folder for int8's top-1 change (default: the calibration folder)."""
 
     def __post_init__(self) -> None:
         if "all" in self.modes:
@@ -64,8 +70,16 @@ class BenchSettings:
             raise ResnetsError(f"batch sizes must be >= 1, got {self.batch_sizes}")
         if self.reps < 1 or self.warmup < 0:
             raise ResnetsError(f"need reps >= 1 and warmup >= 0, got reps={self.reps} warmup={self.warmup}")
+        if self.precision is not None:
+            self.precision = normalise_precision(self.precision)
+            if self.precision in TORCH_DTYPES:
+                self.dtype = str(TORCH_DTYPES[self.precision]).removeprefix("torch.")
+            elif self.train:
+                raise ResnetsError("--train times the training step in a float precision, not int8")
         if self.dtype not in DTYPES:
             raise ResnetsError(f"unknown dtype {self.dtype!r}; choose from {', '.join(DTYPES)}")
+        if self.precision == "int8" and not self.calib:
+            raise ResnetsError("int8 needs calibration images: --calib DIR")
         try:
             device = torch.device(self.device)
         except RuntimeError:
@@ -92,11 +106,15 @@ class BenchRecord:
     peak_mem_mb: float | None = None
     gflops_s: float | None = None
     """Achieved compute: 2 x MACs x images/s (x3 for a training step: forward + two backward products)."""
-    top1_agreement: float | None = None
-    """int8 only: % of validation images whose top-1 class is the float32 model's."""
+    backend: str = "torch"
+    precision: str = "fp32"
+    agreement: float | None = None
+    """Reduced precisions and best: % of check images whose top-1 equals fp32 eager's."""
     top1_fp32: float | None = None
-    top1_int8: float | None = None
-    """int8 only: top-1 % against folder labels (when the folders are named like the model's classes)."""
+    top1: float | None = None
+    """int8: top-1 % of fp32 eager and of this mode against folder labels (class folders = model classes)."""
+    choice: str | None = None
+    """best: what it chose and why (its candidates' speeds are in the progress output)."""
     requested_mode: str = ""
     fallback_reason: str | None = None
     prepare_s: float | None = None
@@ -224,64 +242,75 @@ def bench_inference(model: ResNet, name: str, settings: BenchSettings, *, verbos
     """Records for every mode x batch size of `settings` (a mode that fails gives a record with `error`)."""
     size = settings.img_size or model.config.eval_size
     cost = count_cost(model, size)
-    device, dtype = torch.device(settings.device), DTYPES[settings.dtype]
+    device = torch.device(settings.device)
+    best = BestOptions(precision=settings.precision, calib=settings.calib, allow_int8=settings.allow_int8,
+                       int8_val=settings.int8_val)
     records = []
+    checked: dict[tuple[str, str], tuple] = {}  # (mode, precision) -> accuracy fields, measured once
     for mode in settings.modes:
         for batch_size in settings.batch_sizes:
             record = BenchRecord(name, mode, batch_size, size, cost.params, cost.macs, requested_mode=mode,
                                  threads=torch.get_num_threads(), device=str(device), dtype=settings.dtype)
             try:
                 start = time.perf_counter()
-                runner = prepare(model, mode, img_size=size, batch_size=batch_size, dtype=dtype, device=device,
-                                 verbose=verbose)
+                runner = prepare(model, mode, img_size=size, batch_size=batch_size, precision=settings.precision,
+                                 device=device, verbose=verbose, calib=settings.calib, best=best)
                 record.prepare_s = time.perf_counter() - start
-                record.mode, record.fallback_reason = runner.mode, runner.fallback_reason
+                _describe(record, runner)
+                if runner.selection is None and runner.precision != "fp32":
+                    key = (runner.mode, runner.precision)
+                    if key not in checked:
+                        checked[key] = _accuracy(model, runner, settings, size)
+                    record.agreement, record.top1_fp32, record.top1 = checked[key]
                 _measure(record, runner, model, settings, 2 * cost.macs)
+                if runner.precision == "int8":
+                    record.peak_mem_mb -= weights_mb(model, torch.float32) * 0.75  # int8 weights: a quarter
             except (Exception, MemoryError) as exc:  # one failing mode must not stop the run
                 record.error = _error_text(exc)
             records.append(record)
             if verbose:
                 print(progress_line(record), file=sys.stderr)
-    if settings.int8_calib:
-        records += _bench_int8(model, name, settings, size, cost.params, cost.macs, verbose=verbose)
     return records
 
 
+def _describe(record: BenchRecord, runner: InferenceRunner) -> None:
+    record.mode, record.fallback_reason = runner.mode, runner.fallback_reason
+    record.backend, record.precision = runner.backend, runner.precision
+    record.dtype = "int8" if runner.precision == "int8" else str(runner.dtype).removeprefix("torch.")
+    if runner.selection is not None:
+        record.agreement = runner.agreement
+        chosen = runner.selection.chosen
+        record.top1_fp32, record.top1 = chosen.top1_fp32, chosen.top1
+        record.choice = f"{chosen.name}: {chosen.verdict}"
+
+
+def _accuracy(model: ResNet, runner: InferenceRunner, settings: BenchSettings, size: int) -> tuple:
+    """(agreement %, top-1 fp32, top-1 of the runner) of a reduced-precision runner; top-1 needs int8's
+    labelled folder."""
+    from .best import check_set
+    from .quantize import compare_int8
+
+    if runner.precision == "int8":
+        result = compare_int8(model, runner, settings.int8_val or settings.calib, img_size=size)
+        return result.agreement, result.top1_fp32, result.top1_int8
+    batches, _ = check_set(model, BestOptions(calib=settings.calib), size, 16)
+    reference = prepare(model, "eager", img_size=size, batch_size=16, device=runner.device, verbose=False)
+    same = total = 0
+    for images in batches:
+        images = images.to(runner.device)
+        same += int((runner(images).argmax(1) == reference(images).argmax(1)).sum())
+        total += len(images)
+    return 100.0 * same / total, None, None
+
+
 def _measure(record: BenchRecord, runner: Callable, model: ResNet, settings: BenchSettings, flops: float) -> None:
-    device, dtype = torch.device(settings.device), DTYPES[settings.dtype]
+    device = torch.device(settings.device)
+    dtype = TORCH_DTYPES.get(record.precision, torch.float32)
     images = torch.randn(record.batch_size, model.config.in_chans, record.img_size, record.img_size).to(device)
     with PeakMemory(device) as memory:
         times = time_calls(lambda: runner(images), warmup=settings.warmup, reps=settings.reps, device=device)
     _fill_timing(record, times, flops)
     record.peak_mem_mb = _peak_mb(memory, model, dtype, device)
-
-
-def _bench_int8(model: ResNet, name: str, settings: BenchSettings, size: int, params: int, macs: int, *,
-                verbose: bool) -> list[BenchRecord]:
-    """int8 records: speed per batch size; the first also carries the accuracy change."""
-    from .quantize import compare_int8, int8_runner
-
-    records = [BenchRecord(name, "int8", b, size, params, macs, requested_mode="int8", threads=torch.get_num_threads(),
-                           device="cpu", dtype="int8") for b in settings.batch_sizes]
-    try:
-        start = time.perf_counter()
-        runner = int8_runner(model, settings.int8_calib, img_size=size)
-        prepare_s = time.perf_counter() - start
-        accuracy = compare_int8(model, runner, settings.int8_val or settings.int8_calib, img_size=size)
-        int8_settings = dataclasses.replace(settings, device="cpu", dtype="float32")
-        for record in records:
-            record.prepare_s = prepare_s
-            record.top1_agreement, record.top1_fp32, record.top1_int8 = (accuracy.agreement, accuracy.top1_fp32,
-                                                                         accuracy.top1_int8)
-            _measure(record, runner, model, int8_settings, 2 * macs)
-            record.peak_mem_mb -= weights_mb(model, torch.float32) * 0.75  # int8 weights: a quarter of float32
-    except (Exception, MemoryError) as exc:
-        for record in records:
-            record.error = _error_text(exc)
-    if verbose:
-        for record in records:
-            print(progress_line(record), file=sys.stderr)
-    return records
 
 
 def run_bench(models: Iterable[str | tuple[str, ResNet]], settings: BenchSettings, *, verbose: bool = True,
@@ -316,43 +345,45 @@ def run_bench(models: Iterable[str | tuple[str, ResNet]], settings: BenchSetting
 
 
 def progress_line(record: BenchRecord) -> str:
-    head = f"{record.model} {record.mode} batch {record.batch_size} @{record.img_size}"
+    head = f"{record.model} {record.mode} {record.precision} batch {record.batch_size} @{record.img_size}"
     if record.error:
         return f"{head}: FAILED ({record.error})"
     line = (f"{head}: {record.latency_ms_p50:.2f} ms p50, {record.throughput_img_s:.1f} img/s, "
             f"{record.peak_mem_mb:.0f} MB")
-    return line + (f", {int8_summary(record)}" if record.top1_agreement is not None else "")
+    return line + (f", {accuracy_summary(record)}" if record.agreement is not None else "")
 
 
-def int8_summary(record: BenchRecord) -> str:
-    text = f"top-1 agrees with float32 on {record.top1_agreement:.1f}% of images"
-    if record.top1_int8 is not None:
-        text += f"; top-1 {record.top1_fp32:.2f}% -> {record.top1_int8:.2f}% ({record.top1_int8 - record.top1_fp32:+.2f})"
+def accuracy_summary(record: BenchRecord) -> str:
+    text = f"top-1 agrees with fp32 eager on {record.agreement:.1f}% of images"
+    if record.top1 is not None:
+        text += f"; top-1 {record.top1_fp32:.2f}% -> {record.top1:.2f}% ({record.top1 - record.top1_fp32:+.2f})"
     return text
 
 
 def format_table(records: list[BenchRecord]) -> str:
     """A fixed-width table of the records, failures last with their reason."""
-    header = ["model", "mode", "batch", "size", "params (M)", "GMACs", "p50 ms", "p90 ms", "img/s", "GFLOP/s",
+    header = ["model", "mode", "precision", "batch", "size", "params (M)", "GMACs", "p50 ms", "p90 ms", "img/s", "GFLOP/s",
               "peak MB"]
     rows = []
     for r in records:
         if r.error:
             continue
         mode = r.mode if r.mode == r.requested_mode else f"{r.mode} (for {r.requested_mode})"
-        rows.append([r.model, mode, str(r.batch_size), str(r.img_size), f"{r.params / 1e6:.2f}", f"{r.macs / 1e9:.3f}",
+        rows.append([r.model, mode, r.precision, str(r.batch_size), str(r.img_size), f"{r.params / 1e6:.2f}", f"{r.macs / 1e9:.3f}",
                      f"{r.latency_ms_p50:.2f}", f"{r.latency_ms_p90:.2f}", f"{r.throughput_img_s:.1f}",
                      f"{r.gflops_s:.1f}", f"{r.peak_mem_mb:.0f}"])
     widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h) for i, h in enumerate(header)]
-    lines = ["  ".join(h.ljust(w) if i < 2 else h.rjust(w) for i, (h, w) in enumerate(zip(header, widths, strict=True)))]
+    lines = ["  ".join(h.ljust(w) if i < 3 else h.rjust(w) for i, (h, w) in enumerate(zip(header, widths, strict=True)))]
     for row in rows:
-        lines.append("  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))))
+        lines.append("  ".join(c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))))
     for r in records:
         if r.error:
             lines.append(f"{r.model} {r.requested_mode} batch {r.batch_size}: FAILED: {r.error}")
     notes = sorted({f"{r.requested_mode} -> {r.mode}: {r.fallback_reason}" for r in records if r.fallback_reason})
     lines += [f"note: {n}" for n in notes]
-    lines += sorted({f"int8 {r.model}: {int8_summary(r)}" for r in records if r.top1_agreement is not None})
+    lines += sorted({f"{r.mode} {r.precision} {r.model}: {accuracy_summary(r)}" for r in records
+                     if r.agreement is not None and r.choice is None})
+    lines += sorted({f"best {r.model} batch {r.batch_size}: {r.choice}" for r in records if r.choice})
     return "\n".join(lines)
 
 

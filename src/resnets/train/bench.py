@@ -13,6 +13,7 @@ import sys
 import torch
 
 from ..data.mixup import Mixup
+from ..hardware import normalise_precision
 from ..inference.bench import BenchRecord, BenchSettings, PeakMemory, progress_line, time_calls
 from ..inference.bench import _error_text as error_text
 from ..inference.bench import _fill_timing as fill_timing
@@ -52,7 +53,8 @@ def bench_training(model: ResNet, name: str, settings: BenchSettings, *, recipe:
     records = []
     for batch_size in settings.batch_sizes:
         record = BenchRecord(name, "train", batch_size, size, cost.params, cost.macs, requested_mode="train",
-                             threads=torch.get_num_threads(), device=str(device), dtype=settings.dtype)
+                             threads=torch.get_num_threads(), device=str(device), dtype=settings.dtype,
+                             precision=normalise_precision(settings.dtype))
         try:
             net = copy.deepcopy(model).to(device).train()
             memory_format = torch.channels_last if channels_last else torch.contiguous_format

@@ -26,6 +26,7 @@ from torch import nn
 
 from ..data.mixup import Mixup
 from ..errors import ResnetsError
+from ..hardware import TORCH_DTYPES, capabilities
 from ..host_memory import host_memory_policy, retain_freed_memory
 from ..models.resnet import ResNet
 from ..weights.factory import create_model
@@ -93,20 +94,23 @@ class Progress:
 
 
 def _amp_dtype(enabled: bool, wanted_name: str, device: torch.device, say) -> torch.dtype | None:
-    """The autocast dtype, or None for fp32; CPUs without native bf16 fall back to fp32 (bf16 is ~15x slower there)."""
+    """The autocast dtype, or None for fp32. Chosen by what the device does natively (resnets.hardware): a CPU
+    without bf16 dot-product instructions would emulate bf16 through fp32, slower than fp32 itself, so the
+    recipe's AMP falls back to fp32 there and says why."""
     if not enabled:
         return None
-    wanted = torch.float16 if wanted_name == "float16" else torch.bfloat16
+    wanted = "fp16" if wanted_name == "float16" else "bf16"
+    caps = capabilities(device)
     if device.type == "cuda":
-        if wanted == torch.bfloat16 and not torch.cuda.is_bf16_supported():
-            say("notice: this GPU has no bf16; AMP uses float16 with a gradient scaler")
+        if wanted == "bf16" and not caps.is_native("bf16"):
+            say(f"notice: {caps.why_not('bf16')}; AMP uses float16 with a gradient scaler")
             return torch.float16
-        return wanted
-    if torch.ops.mkldnn._is_mkldnn_bf16_supported():
-        if wanted == torch.float16:
-            say("notice: float16 AMP needs a GPU; using bfloat16 on this CPU")
+        return TORCH_DTYPES[wanted]
+    if wanted == "fp16":
+        say("notice: float16 AMP needs a GPU (torch's CPU autocast trains in bfloat16); using bfloat16")
+    if caps.is_native("bf16"):
         return torch.bfloat16
-    say("notice: this CPU has no native bf16, so the recipe's AMP falls back to fp32 (bf16 would be far slower)")
+    say(f"notice: the recipe's AMP falls back to fp32: {caps.why_not('bf16')}")
     return None
 
 
