@@ -475,3 +475,11 @@ def test_two_processes_at_32_make_the_update_of_one_at_64(tmp_path):
     assert a["step"][0]["steps"] == b["step"][0]["steps"] == 4  # saved, then killed
     for key, value in a["model"].items():
         torch.testing.assert_close(b["model"][key], value, rtol=1e-5, atol=1e-6, msg=key)
+
+
+def test_atomically_written_files_get_the_usual_permissions(tmp_path):
+    path = tmp_path / "w.safetensors"
+    save_weights({"w": torch.ones(3)}, path)
+    mask = os.umask(0)
+    os.umask(mask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~mask
