@@ -20,10 +20,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("bench", "measure parameters, MACs, latency, throughput and memory"),
     "predict": ("predict", "top-k classes for images"),
     "export": ("export", "export to ONNX or TorchScript with a parity check"),
+    "study": ("study", "seed, scaling, ablation and transfer studies: resumable sets of runs, locally or on Ray"),
 }
 
 # Commands that run networks: they keep freed host memory for reuse (resnets.host_memory) unless told not to.
-RETAINING_MEMORY = {"train", "eval", "bench", "predict"}
+RETAINING_MEMORY = {"train", "eval", "bench", "predict", "study"}
 
 
 def _load(module: str):

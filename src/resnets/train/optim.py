@@ -46,10 +46,50 @@ def param_groups(model: nn.Module, weight_decay: float, no_weight_decay_norm_bia
     return [g for g in groups if g["params"]]
 
 
+def layer_lr_scales(model: nn.Module, layer_decay: float) -> dict[str, float]:
+    """Parameter name -> lr scale for layer-wise lr decay, grouped as timm groups a ResNet (its
+    `group_matcher(coarse=False)`): the stem (conv1, bn1, maxpool) is layer 0, every residual block
+    layerS.B is one layer in network order, everything else (the classifier) is the last layer L;
+    scale = layer_decay ** (L - layer), so the classifier keeps the full lr."""
+    blocks: dict[tuple[int, int], int] = {}
+    for name, _ in model.named_parameters():
+        parts = name.split(".")
+        if parts[0].startswith("layer") and parts[0][5:].isdigit() and len(parts) > 2 and parts[1].isdigit():
+            blocks.setdefault((int(parts[0][5:]), int(parts[1])), 0)
+    order = {key: i + 1 for i, key in enumerate(sorted(blocks))}
+    last = len(order) + 1
+    scales = {}
+    for name, _ in model.named_parameters():
+        parts = name.split(".")
+        if parts[0] in ("conv1", "bn1", "maxpool"):
+            layer = 0
+        elif parts[0].startswith("layer") and len(parts) > 2 and parts[1].isdigit():
+            layer = order[(int(parts[0][5:]), int(parts[1]))]
+        else:
+            layer = last
+        scales[name] = layer_decay ** (last - layer)
+    return scales
+
+
+def _split_by_layer(model: nn.Module, groups: list[dict[str, Any]], layer_decay: float) -> list[dict[str, Any]]:
+    """Each weight-decay group split by lr scale; the full-lr groups first (so param_groups[0] logs the peak lr)."""
+    scales = layer_lr_scales(model, layer_decay)
+    scale_of = {id(p): scales[name] for name, p in model.named_parameters()}
+    split: list[dict[str, Any]] = []
+    for group in groups:
+        by_scale: dict[float, list[torch.Tensor]] = {}
+        for p in group["params"]:
+            by_scale.setdefault(scale_of[id(p)], []).append(p)
+        split += [{**group, "params": params, "lr_scale": scale} for scale, params in by_scale.items()]
+    return sorted(split, key=lambda g: -g["lr_scale"])
+
+
 def build_optimizer(model: nn.Module, recipe: Recipe, lr: float) -> torch.optim.Optimizer:
     """The recipe's optimiser over `model` at peak learning rate `lr` (already scaled to the batch)."""
     groups = param_groups(model, recipe.weight_decay, recipe.no_weight_decay_norm_bias,
                           exempt_bias=recipe.exempt_bias_from_weight_decay)
+    if recipe.layer_decay is not None and recipe.layer_decay != 1.0:
+        groups = _split_by_layer(model, groups, recipe.layer_decay)
     if recipe.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=lr, momentum=recipe.momentum, nesterov=recipe.nesterov,
                                weight_decay=recipe.weight_decay)

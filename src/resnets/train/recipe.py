@@ -91,6 +91,9 @@ class Recipe:
     (torchvision --norm-weight-decay 0; TF excludes only batch-norm variables)."""
     lamb_max_grad_norm: float | None = 1.0
     """LAMB's internal global gradient-norm clip (timm/apex default 1.0); None disables."""
+    layer_decay: float | None = None
+    """Layer-wise lr decay for fine-tuning (BEiT/timm): the classifier trains at lr, each residual block
+    below it at one more factor of layer_decay, the stem at the smallest. None (or 1.0): one lr for all."""
     # --- learning-rate schedule -------------------------------------------------------------------------
     schedule: str = "cosine"
     """cosine (to min_lr at the last step) or step (x step_gamma at each of step_epochs); per iteration."""
@@ -196,6 +199,8 @@ class Recipe:
             (self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}"),
             (self.lamb_max_grad_norm is None or self.lamb_max_grad_norm > 0,
              f"lamb_max_grad_norm must be > 0 or null, got {self.lamb_max_grad_norm}"),
+            (self.layer_decay is None or 0.0 < self.layer_decay <= 1.0,
+             f"layer_decay must be in (0, 1] or null, got {self.layer_decay}"),
             (self.schedule in SCHEDULES, _choice("schedule", self.schedule, SCHEDULES)),
             (self.warmup_epochs >= 0, f"warmup_epochs must be >= 0, got {self.warmup_epochs}"),
             (0.0 <= self.warmup_start_factor <= 1.0, f"warmup_start_factor {prob}, got {self.warmup_start_factor}"),
