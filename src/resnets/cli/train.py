@@ -27,6 +27,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="override any recipe field; model.KEY=VALUE overrides the model config (repeatable)")
     parser.add_argument("--weights", help="initialise from weights (ours, timm or torchvision)")
     parser.add_argument("--reset-head", action="store_true", help="load only the backbone of --weights")
+    group = parser.add_argument_group("distillation (see docs/distillation.md)")
+    group.add_argument("--teacher", metavar="WEIGHTS",
+                       help="distil from this frozen teacher (ours, timm or torchvision weights)")
+    group.add_argument("--teacher-model", metavar="NAME",
+                       help="the teacher's preset (default: the architecture its file records)")
+    group.add_argument("--distill", choices=("kd", "ssld"),
+                       help="kd: (1-A) x task + A x T^2 KL (Hinton); ssld: symmetric KL, no label loss (PaddleClas)")
+    group.add_argument("--distill-alpha", type=float, metavar="A", help="kd: weight of the distillation term "
+                                                                       "(default: the recipe's, 0.5)")
+    group.add_argument("--temperature", type=float, metavar="T", help="kd: softmax temperature (default 1)")
+    group.add_argument("--teacher-bn", choices=("eval", "train"),
+                       help="teacher BatchNorm: running statistics (eval, default) or per-batch (train, PaddleClas)")
+    group.add_argument("--unlabeled", action="append", default=[], metavar="DIR",
+                       help="folder of images (flat or nested, labels ignored) added to the training stream "
+                            "(repeatable)")
+    group.add_argument("--unlabeled-ratio", type=float, metavar="R",
+                       help="unlabelled images per labelled image each epoch (default: all of them every epoch)")
     parser.add_argument("--workers", type=int,
                         help="data-loading worker processes (default: 0 for digits, else min(4, CPUs))")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda")
@@ -77,7 +94,9 @@ def run(args: argparse.Namespace) -> int:
             batch_size=args.batch_size, img_size=args.img_size, eval_img_size=args.eval_img_size, lr=args.lr,
             seed=args.seed, sets=args.sets, weights=args.weights, reset_head=args.reset_head, strict=args.strict,
             channels_last=args.channels_last, compile=args.compile, sync_bn=args.sync_bn,
-            deterministic=args.deterministic, **runtime,
+            deterministic=args.deterministic, teacher=args.teacher, teacher_model=args.teacher_model,
+            distill=args.distill, distill_alpha=args.distill_alpha, temperature=args.temperature,
+            teacher_bn=args.teacher_bn, unlabeled=args.unlabeled, unlabeled_ratio=args.unlabeled_ratio, **runtime,
         )
         trainer = Trainer(options)
     summary = trainer.run()

@@ -19,6 +19,7 @@ from ..data.datasets import ImageDataset
 from ..data.loader import BatchPreprocessor, build_loader
 from ..data.samplers import RepeatAugSampler, ShuffleSampler
 from ..data.transforms import TrainAugConfig, build_eval_transform, build_train_transform
+from ..data.unlabeled import UnlabeledImages, UnlabeledShare, WithUnlabeled, scan_images
 from ..errors import ResnetsError
 from .distributed import DistContext
 from .spec import RunSpec
@@ -43,9 +44,16 @@ class TrainData:
     batches_per_epoch: int
     """Micro-batches per epoch (steps x accumulation: no trailing half-accumulated batch)."""
     workers: int
+    unlabeled_pool: int = 0
+    """Unlabelled images available (--unlabeled), part of train_set after the labelled ones."""
+    unlabeled_per_epoch: int = 0
 
     def describe(self) -> str:
-        return (f"{len(self.classes)} classes, {len(self.train_set)} train / {len(self.val_set)} val images, "
+        labeled = len(self.train_set) - self.unlabeled_pool
+        extra = ""
+        if self.unlabeled_pool:
+            extra = f" + {self.unlabeled_per_epoch} of {self.unlabeled_pool} unlabelled per epoch"
+        return (f"{len(self.classes)} classes, {labeled} train{extra} / {len(self.val_set)} val images, "
                 f"{self.steps_per_epoch} steps/epoch")
 
 
@@ -54,8 +62,16 @@ def build_train_data(spec: RunSpec, ctx: DistContext, say: Callable[[str], None]
     recipe, options = spec.recipe, spec.options
     aug = TrainAugConfig(img_size=recipe.img_size, scale=tuple(recipe.rrc_scale), ratio=tuple(recipe.rrc_ratio),
                          interpolation=recipe.interpolation, hflip=recipe.hflip, auto_augment=recipe.auto_augment)
-    train_set = build_dataset(options.data, "train", build_train_transform(aug), strict=options.strict)
+    train_transform = build_train_transform(aug)
+    train_set = build_dataset(options.data, "train", train_transform, strict=options.strict)
     classes = list(train_set.classes)
+    epoch_len, pool, per_epoch = len(train_set), 0, 0
+    if options.unlabeled:  # distillation: unlabelled images join the stream after the labelled ones
+        unlabeled = UnlabeledImages(scan_images(options.unlabeled), train_transform, strict=options.strict)
+        pool = len(unlabeled)
+        per_epoch = pool if options.unlabeled_ratio is None else max(1, round(options.unlabeled_ratio * epoch_len))
+        epoch_len += per_epoch
+        train_set = WithUnlabeled(train_set, unlabeled)
     val_set = build_dataset(options.data, "val",
                             build_eval_transform(spec.eval_img_size, recipe.eval_crop_pct,
                                                  recipe.resolved_eval_interpolation), strict=options.strict)
@@ -69,18 +85,21 @@ def build_train_data(spec: RunSpec, ctx: DistContext, say: Callable[[str], None]
         raise ResnetsError(f"batch size {global_batch} must divide evenly over {world} process(es) x "
                            f"{recipe.grad_accum} accumulation step(s)")
     rank_batch = global_batch // (world * recipe.grad_accum)
-    if len(train_set) < rank_batch * world:
-        raise ResnetsError(f"the training set has {len(train_set)} images, fewer than one batch "
+    if epoch_len < rank_batch * world:
+        raise ResnetsError(f"the training set has {epoch_len} images, fewer than one batch "
                            f"({rank_batch * world}); lower --batch-size")
     sampler_args = dict(seed=options.seed, num_replicas=world, rank=ctx.rank)
     if recipe.aug_repeats > 1:
         sampler: ShuffleSampler | RepeatAugSampler = RepeatAugSampler(
-            len(train_set), num_repeats=recipe.aug_repeats, batch_size=rank_batch, **sampler_args)
+            epoch_len, num_repeats=recipe.aug_repeats, batch_size=rank_batch, **sampler_args)
         if sampler.chunk is not None:
             say(f"repeated augmentation x{recipe.aug_repeats} over {world} process(es): the copies of an image go "
                 f"to consecutive batches, never into one BatchNorm batch")
     else:
-        sampler = ShuffleSampler(len(train_set), shuffle=True, drop_last=True, **sampler_args)
+        sampler = ShuffleSampler(epoch_len, shuffle=True, drop_last=True, **sampler_args)
+    if per_epoch != pool:  # a share of the unlabelled pool per epoch: the sampler's slots take turns over it
+        sampler = UnlabeledShare(sampler, labeled=len(train_set) - pool, pool=pool, per_epoch=per_epoch,
+                                 seed=options.seed)
 
     pin = ctx.device.type == "cuda"
     workers = options.workers
@@ -97,7 +116,7 @@ def build_train_data(spec: RunSpec, ctx: DistContext, say: Callable[[str], None]
     return TrainData(train_set=train_set, val_set=val_set, classes=classes, sampler=sampler,
                      train_loader=train_loader, val_loader=val_loader, rank_batch=rank_batch,
                      steps_per_epoch=steps_per_epoch, batches_per_epoch=steps_per_epoch * recipe.grad_accum,
-                     workers=workers)
+                     workers=workers, unlabeled_pool=pool, unlabeled_per_epoch=per_epoch)
 
 
 def batch_preparers(spec: RunSpec, mean, std, ctx: DistContext, *,

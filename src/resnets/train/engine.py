@@ -55,6 +55,7 @@ from .run_dir import library_versions, write_json, write_text
 from .schedule import build_schedule
 from .spec import RUN_RECORD, RunSpec, file_sha256, read_run_record, recipe_drift, resolve_spec, run_record
 from .step import MIN_BATCH_FOR_BATCHNORM, TrainStep
+from .teacher import Distillation, build_teacher
 
 KILL_ENV = "RESNETS_KILL_AT_STEP"
 """Test hook: SIGKILL this process right after that optimiser step."""
@@ -82,6 +83,8 @@ class Progress:
     epoch_images: int = 0
     """Images (all ranks) trained on in the current epoch."""
     epoch_time: float = 0.0
+    unlabeled_seen: int = 0
+    """Unlabelled images (all ranks) that entered a training step (distillation with --unlabeled)."""
 
     def to_state(self) -> dict[str, Any]:
         state = dict(vars(self))
@@ -184,6 +187,13 @@ class Trainer:
         else:
             self.model = create_model(spec.model_name, num_classes=len(self.classes), weights=opts.weights,
                                       reset_head=opts.reset_head, **spec.model_overrides).to(ctx.device)
+        self.teacher, self.teacher_record = None, None
+        if spec.recipe.distill:
+            recorded = (record.data.get("teacher") or {}) if resume_dir is not None else None
+            self.teacher, self.teacher_record = build_teacher(
+                opts.teacher, opts.teacher_model, classes=self.classes, student=self.model.config,
+                student_size=spec.recipe.img_size, bn=spec.recipe.teacher_bn, device=ctx.device,
+                channels_last=opts.channels_last, recorded=recorded)
         torch.manual_seed(opts.seed + ctx.rank)  # per-rank drop path / dropout streams
         self._build_training(spec)
         self.progress = Progress()
@@ -192,6 +202,8 @@ class Trainer:
             self._restore(resume_state)
         self.say(f"model {spec.model_name} ({sum(p.numel() for p in self.model.parameters()) / 1e6:.2f} M params), "
                  f"{self.data.describe()}, {spec.lr_note()}")
+        if self.teacher_record is not None:
+            self.say(f"distillation: {self._distill_note()}")
         self.say(f"resolution: train {spec.recipe.img_size} px, evaluation {spec.eval_img_size} px "
                  f"(crop {spec.recipe.eval_crop_pct:g}); {self.checkpoints.describe()}")
 
@@ -223,10 +235,15 @@ class Trainer:
         mixup = Mixup(len(self.classes), mixup_alpha=recipe.mixup_alpha, cutmix_alpha=recipe.cutmix_alpha,
                       prob=recipe.mixup_prob, switch_prob=recipe.mixup_switch_prob,
                       label_smoothing=recipe.label_smoothing, generator=self.mix_generator)
+        distillation = None
+        if self.teacher is not None:
+            distillation = Distillation(self.teacher, recipe.distill, task_loss=build_loss(recipe, reduction="none"),
+                                        alpha=recipe.distill_alpha, temperature=recipe.temperature)
         self.step = TrainStep(self.model, self.optimizer, build_loss(recipe), train_model=train_model,
                               schedule=self.schedule, mixup=mixup, ema=self.ema, amp_dtype=self.amp_dtype,
                               scaler=self.scaler, grad_clip=recipe.grad_clip, grad_accum=recipe.grad_accum,
-                              nominal_batch=self.data.rank_batch, world_size=ctx.world_size)
+                              nominal_batch=self.data.rank_batch, world_size=ctx.world_size,
+                              distillation=distillation)
         self.prepare, eval_prepare, self.erase_generator = batch_preparers(
             spec, self.model.config.mean, self.model.config.std, ctx, channels_last=opts.channels_last)
         self.evaluate = Evaluator(self.data.val_loader, eval_prepare, len(self.classes), ctx,
@@ -251,6 +268,19 @@ class Trainer:
     def say(self, message: str) -> None:
         self.console.say(message)
 
+    def _distill_note(self) -> str:
+        recipe, teacher = self.spec.recipe, self.teacher_record or {}
+        terms = (f"(1 - {recipe.distill_alpha:g}) x task + {recipe.distill_alpha:g} x T^2 KL, T {recipe.temperature:g}"
+                 if recipe.distill == "kd" else "symmetric KL of the softmax outputs, no label loss")
+        prep = teacher.get("preprocessing", {})
+        own = [f"its own normalisation {tuple(prep['mean'])}/{tuple(prep['std'])}"] if prep.get("converted_from_student") else []
+        own += [f"resized to {prep['img_size']} px"] if prep.get("resized") else []
+        unlabeled = (f"; {self.data.unlabeled_per_epoch} of {self.data.unlabeled_pool} unlabelled images per epoch"
+                     if self.data.unlabeled_pool else "")
+        return (f"{recipe.distill} ({terms}) from teacher {teacher.get('model')} {teacher.get('path')} "
+                f"({teacher.get('params', 0) / 1e6:.2f} M params, frozen, BN {recipe.teacher_bn}"
+                f"{', ' + ', '.join(own) if own else ''}){unlabeled}")
+
     def _unwrapped_state(self) -> dict[str, torch.Tensor]:
         return {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
 
@@ -266,7 +296,7 @@ class Trainer:
                    "grad_accum": spec.recipe.grad_accum, "steps_per_epoch": self.data.steps_per_epoch,
                    "amp_dtype": str(self.amp_dtype).replace("torch.", "") if self.amp_dtype else "float32",
                    "device": str(ctx.device), "host_memory": host_memory_policy(), "initial_weights": initial,
-                   "versions": library_versions()}
+                   "teacher": self.teacher_record, "versions": library_versions()}
         document = run_record(spec, model_config=self.model.config, classes=self.classes, runtime=runtime)
 
         def write() -> None:
@@ -405,7 +435,8 @@ class Trainer:
             progress.skipped.update(batch.skipped)
             last_micro = (progress.batch_in_epoch + 1) % accum == 0
             save_due = last_micro and ctx.is_main and self.checkpoints.due(step.steps + 1)
-            counts = ctx.gather_ints([len(batch.targets), int(save_due)])
+            unlabeled = int((batch.targets < 0).sum()) if data.unlabeled_pool else 0  # host tensor: no sync
+            counts = ctx.gather_ints([len(batch.targets), int(save_due), unlabeled])
             fewest, total = min(c[0] for c in counts), sum(c[0] for c in counts)
             save_due = bool(counts[0][1])
             if fewest >= MIN_BATCH_FOR_BATCHNORM:
@@ -413,6 +444,7 @@ class Trainer:
                 targets = batch.targets.to(ctx.device, non_blocking=True)
                 step.micro_batch(images, targets, last=last_micro, global_count=total)
                 progress.epoch_images += total
+                progress.unlabeled_seen += sum(c[2] for c in counts)
                 interval["images"] += total
             else:  # every rank skips together: no rank enters a collective the others do not
                 progress.skipped_batches += 1
@@ -506,7 +538,7 @@ class Trainer:
             "wall_s": round(wall_s, 2), "skipped_images": len(skipped), "skipped_files": skipped[:100],
             "skipped_batches": progress.skipped_batches, "global_batch": self.spec.global_batch, "lr": self.spec.lr,
             "img_size": self.spec.recipe.img_size, "eval_img_size": self.spec.eval_img_size,
-            "world_size": self.ctx.world_size, "ranks_in_sync": in_sync,
+            "world_size": self.ctx.world_size, "ranks_in_sync": in_sync, "distill": self._distill_summary(),
         }
         if self.ctx.is_main:
             write_json(self.run_dir / "summary.json", summary)
@@ -519,6 +551,17 @@ class Trainer:
                      f"{summary['final_top1']:.2f}, {summary['train_img_per_s']} img/s, {summary['wall_s']:.0f} s; "
                      f"run directory {self.run_dir}")
         return summary
+
+    def _distill_summary(self) -> dict[str, Any] | None:
+        if self.teacher_record is None:
+            return None
+        recipe, teacher = self.spec.recipe, self.teacher_record
+        return {"mode": recipe.distill, "alpha": recipe.distill_alpha if recipe.distill == "kd" else None,
+                "temperature": recipe.temperature if recipe.distill == "kd" else None,
+                "teacher": {key: teacher[key] for key in ("path", "sha256", "model")},
+                "teacher_bn": recipe.teacher_bn, "unlabeled_images": self.data.unlabeled_pool,
+                "unlabeled_per_epoch": self.data.unlabeled_per_epoch,
+                "unlabeled_seen": self.progress.unlabeled_seen}
 
     def _ranks_in_sync(self) -> bool | None:
         """Under DDP, check that every rank ends with the same weights and buffers (BN statistics included)."""

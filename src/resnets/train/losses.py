@@ -16,19 +16,24 @@ from .recipe import Recipe
 
 class CrossEntropy(nn.Module):
     """Softmax cross-entropy. Index targets: label smoothing as torch (1 - e on the class, e / C spread over
-    all classes). Dense targets: -sum(t * log_softmax(x)), averaged over the batch."""
+    all classes). Dense targets: -sum(t * log_softmax(x)), averaged over the batch (`reduction="mean"`) or
+    one value per sample (`"none"`, what distillation weights per sample)."""
 
-    def __init__(self, smoothing: float = 0.0):
+    def __init__(self, smoothing: float = 0.0, reduction: str = "mean"):
         super().__init__()
         if not 0.0 <= smoothing < 1.0:
             raise ValueError(f"smoothing must be in [0, 1), got {smoothing}")
+        if reduction not in ("mean", "none"):
+            raise ValueError(f"reduction must be mean or none, got {reduction!r}")
         self.smoothing = smoothing
+        self.reduction = reduction
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         if targets.dim() == logits.dim():  # soft targets (N, C)
             log_probs = F.log_softmax(logits.float(), dim=-1)
-            return -(targets.to(log_probs.dtype) * log_probs).sum(dim=-1).mean()
-        return F.cross_entropy(logits.float(), targets, label_smoothing=self.smoothing)
+            per_sample = -(targets.to(log_probs.dtype) * log_probs).sum(dim=-1)
+            return per_sample.mean() if self.reduction == "mean" else per_sample
+        return F.cross_entropy(logits.float(), targets, label_smoothing=self.smoothing, reduction=self.reduction)
 
 
 class BinaryCrossEntropy(nn.Module):
@@ -68,8 +73,9 @@ class BinaryCrossEntropy(nn.Module):
         return F.binary_cross_entropy_with_logits(logits.float(), dense, reduction=self.reduction)
 
 
-def build_loss(recipe: Recipe) -> nn.Module:
-    """The training loss the recipe names (smoothing from the recipe applies to index targets)."""
+def build_loss(recipe: Recipe, reduction: str = "mean") -> nn.Module:
+    """The training loss the recipe names (smoothing from the recipe applies to index targets).
+    `reduction="none"`: per-sample values (BCE: per sample and class)."""
     if recipe.loss == "bce":
-        return BinaryCrossEntropy(recipe.label_smoothing, recipe.bce_target_threshold)
-    return CrossEntropy(recipe.label_smoothing)
+        return BinaryCrossEntropy(recipe.label_smoothing, recipe.bce_target_threshold, reduction=reduction)
+    return CrossEntropy(recipe.label_smoothing, reduction=reduction)

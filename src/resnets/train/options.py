@@ -47,6 +47,22 @@ class TrainOptions:
     device: str = "auto"
     weights: str | None = None
     reset_head: bool = False
+    teacher: str | None = None
+    """Weight file of a frozen teacher to distil from (needs a distillation mode: --distill or the recipe's)."""
+    teacher_model: str | None = None
+    """The teacher's preset; None: the architecture its file records (our files carry their config)."""
+    distill: str | None = None
+    """kd or ssld; None: the recipe's `distill` (none for most recipes)."""
+    distill_alpha: float | None = None
+    """kd only: the weight of the distillation term; None: the recipe's."""
+    temperature: float | None = None
+    """kd only: the softmax temperature; None: the recipe's."""
+    teacher_bn: str | None = None
+    """eval (running statistics) or train (batch statistics, PaddleClas' SSLD); None: the recipe's."""
+    unlabeled: list[str] = field(default_factory=list)
+    """Folders of images (flat or nested, labels ignored) added to the training stream for the teacher."""
+    unlabeled_ratio: float | None = None
+    """Unlabelled images per labelled image in each epoch; None: all of them, every epoch."""
     strict: bool = False
     channels_last: bool = False
     compile: bool = False
@@ -101,6 +117,19 @@ def check_options(options: TrainOptions) -> None:
                            f"{options.save_every_minutes}")
     if options.lr is not None and not options.lr > 0:
         raise ResnetsError(f"--lr must be positive, got {options.lr}")
+    if options.distill is not None and options.distill not in ("kd", "ssld"):
+        raise ResnetsError(f"--distill must be kd or ssld, got {options.distill!r}")
+    if options.distill_alpha is not None and not 0.0 <= options.distill_alpha <= 1.0:
+        raise ResnetsError(f"--distill-alpha must be in [0, 1], got {options.distill_alpha}")
+    if options.temperature is not None and not options.temperature > 0:
+        raise ResnetsError(f"--temperature must be positive, got {options.temperature}")
+    if options.teacher_bn is not None and options.teacher_bn not in ("eval", "train"):
+        raise ResnetsError(f"--teacher-bn must be eval or train, got {options.teacher_bn!r}")
+    if options.unlabeled_ratio is not None:
+        if not options.unlabeled:
+            raise ResnetsError("--unlabeled-ratio sets the share of --unlabeled images: add --unlabeled DIR")
+        if not options.unlabeled_ratio > 0:
+            raise ResnetsError(f"--unlabeled-ratio must be positive, got {options.unlabeled_ratio}")
 
 
 def model_overrides(sets: list[str]) -> dict[str, Any]:

@@ -31,6 +31,8 @@ LOSSES = ("ce", "bce")
 TRAIN_INTERPOLATIONS = ("bilinear", "bicubic", "nearest", "random")
 EVAL_INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
 AMP_DTYPES = ("bfloat16", "float16")
+DISTILL_MODES = ("kd", "ssld")
+TEACHER_BN_MODES = ("eval", "train")
 RE_MODES = ("const", "rand", "pixel")
 
 # Fields a size rule may not change: they say what the recipe is, not how it trains.
@@ -158,6 +160,17 @@ class Recipe:
     amp: bool = False
     """Mixed precision (autocast); falls back to fp32 where the device has no fast low precision."""
     amp_dtype: str = "bfloat16"
+    # --- distillation ------------------------------------------------------------------------------------
+    distill: str | None = None
+    """kd (Hinton) or ssld (PaddleClas' symmetric KL, no label loss); None: no teacher. A recipe that distils
+    needs `resnets train --teacher WEIGHTS`."""
+    distill_alpha: float = 0.5
+    """kd: the objective is (1 - alpha) * task loss + alpha * T^2 * KL (unused by ssld)."""
+    temperature: float = 1.0
+    """kd: the softmax temperature T of teacher and student (unused by ssld)."""
+    teacher_bn: str = "eval"
+    """The teacher's BatchNorm: eval (running statistics) or train (statistics of each batch, running ones
+    left unchanged; PaddleClas' SSLD)."""
     # --- per-model overrides ----------------------------------------------------------------------------------
     size_rules: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Model name (or glob) -> fields that change for that model, applied by for_model()."""
@@ -236,6 +249,11 @@ class Recipe:
             (self.grad_clip is None or self.grad_clip > 0, f"grad_clip must be > 0 or null, got {self.grad_clip}"),
             (self.grad_accum >= 1, f"grad_accum must be >= 1, got {self.grad_accum}"),
             (self.amp_dtype in AMP_DTYPES, _choice("amp_dtype", self.amp_dtype, AMP_DTYPES)),
+            (self.distill is None or self.distill in DISTILL_MODES,
+             _choice("distill", self.distill, DISTILL_MODES) + " or null"),
+            (0.0 <= self.distill_alpha <= 1.0, f"distill_alpha must be in [0, 1], got {self.distill_alpha}"),
+            (self.temperature > 0, f"temperature must be > 0, got {self.temperature}"),
+            (self.teacher_bn in TEACHER_BN_MODES, _choice("teacher_bn", self.teacher_bn, TEACHER_BN_MODES)),
         ]
         for ok, message in checks:
             if not ok:

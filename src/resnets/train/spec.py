@@ -80,6 +80,7 @@ def resolve_spec(options: TrainOptions) -> RunSpec:
         recipe = recipe.with_epochs(options.epochs)  # step milestones keep their fraction of training
 
     recipe = _resolution(recipe, options, set_keys, notes)
+    recipe = _distillation(recipe, options)
     if options.data is None and not recipe.data:
         raise ResnetsError(f"recipe {recipe.name} names no data set: pass --data DIR")
     resolved = TrainOptions(**{**options.to_dict(), "data": options.data or recipe.data,
@@ -119,6 +120,40 @@ def _resolution(recipe: Recipe, options: TrainOptions, set_keys: set[str], notes
                  else "the recipe evaluates at its training size")
         notes.append(f"evaluation at {moved} px: --img-size {options.img_size}, {ratio} "
                      "(--eval-img-size N to choose)")
+    return recipe
+
+
+_DISTILL_FLAGS = {"distill": "--distill", "distill_alpha": "--distill-alpha", "temperature": "--temperature",
+                  "teacher_bn": "--teacher-bn"}
+
+
+def _distillation(recipe: Recipe, options: TrainOptions) -> Recipe:
+    """--distill/--distill-alpha/--temperature/--teacher-bn set the recipe's distillation fields; a mode
+    needs a teacher and a teacher needs a mode, and no flag may be given that the mode does not use."""
+    changes = {name: getattr(options, name) for name in _DISTILL_FLAGS if getattr(options, name) is not None}
+    if changes:
+        recipe = recipe.with_overrides(**changes)
+    mode = recipe.distill
+    if mode is None:
+        if options.teacher:
+            raise ResnetsError("--teacher needs a distillation mode: add --distill kd or --distill ssld")
+        given = [flag for name, flag in _DISTILL_FLAGS.items() if name in changes]
+        given += ["--teacher-model"] if options.teacher_model else []
+        given += ["--unlabeled"] if options.unlabeled else []
+        if given:
+            raise ResnetsError(f"{', '.join(given)} apply to distillation: add --teacher WEIGHTS --distill kd|ssld")
+        return recipe
+    if not options.teacher:
+        if options.distill is not None:
+            raise ResnetsError(f"--distill {mode} needs a teacher: add --teacher WEIGHTS")
+        raise ResnetsError(f"recipe {recipe.name} distils from a teacher ({mode}): add --teacher WEIGHTS "
+                           "(or --set distill=null to train on the labels)")
+    if mode == "ssld":
+        unused = [flag for name, flag in _DISTILL_FLAGS.items() if name in ("distill_alpha", "temperature")
+                  and name in changes]
+        if unused:
+            raise ResnetsError(f"{' and '.join(unused)} apply to kd; ssld compares the plain softmax outputs and "
+                               "has no label loss to weigh")
     return recipe
 
 

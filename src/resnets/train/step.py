@@ -9,12 +9,16 @@ Samples are weighted, not batches: a micro-batch's mean loss is multiplied by it
 and, before the update, the gradient is rescaled by nominal / actual sample count. With full batches the
 factor is exactly 1 and nothing changes; a batch that lost unreadable images counts for what it holds,
 on every rank alike.
+
+With a `Distillation` the frozen teacher runs on the same (mixed) batch inside the same autocast, and
+samples labelled UNLABELED (-1, from `--unlabeled` folders) get only its term.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import nullcontext
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -22,6 +26,9 @@ from torch import nn
 from ..data.mixup import Mixup
 from .ema import ModelEma
 from .schedule import WarmupSchedule
+
+if TYPE_CHECKING:
+    from .teacher import Distillation
 
 MIN_BATCH_FOR_BATCHNORM = 2
 """Training-mode BatchNorm needs more than one value per channel: a (rank's) micro-batch needs 2 images."""
@@ -39,8 +46,10 @@ class TrainStep:
                  train_model: nn.Module | None = None, schedule: WarmupSchedule | None = None,
                  mixup: Mixup | None = None, ema: ModelEma | None = None, amp_dtype: torch.dtype | None = None,
                  scaler: torch.amp.GradScaler | None = None, grad_clip: float | None = None,
-                 grad_accum: int = 1, nominal_batch: int = 1, world_size: int = 1):
+                 grad_accum: int = 1, nominal_batch: int = 1, world_size: int = 1,
+                 distillation: Distillation | None = None):
         self.model = model
+        self.distillation = distillation
         self.train_model = train_model if train_model is not None else model
         self.optimizer = optimizer
         self.loss_fn = loss_fn
@@ -75,14 +84,24 @@ class TrainStep:
         `last`: this micro-batch closes the accumulation (DDP all-reduces on it only). `global_count`: the
         images of this micro-batch on all ranks together (None: this rank's N times world size)."""
         count = images.shape[0]
+        labeled = None
+        if self.distillation is not None:  # unlabelled samples (-1) carry a placeholder label from here on
+            labeled = targets >= 0
+            targets = targets.clamp(min=0)
         if self.mixup is not None:
             images, targets = self.mixup(images, targets)
+            if labeled is not None and self.mixup.last_lam < 1.0:
+                labeled = labeled & labeled.flip(0)  # a mix holds a label only if both its images had one
         sync = nullcontext() if last or not self.is_ddp else self.train_model.no_sync()
         with sync:
             with torch.autocast(self.device_type, dtype=self.amp_dtype or torch.float32,
                                 enabled=self.amp_dtype is not None):
                 logits = self.train_model(images)
-                loss = self.loss_fn(logits.float(), targets)
+                if self.distillation is None:
+                    loss = self.loss_fn(logits.float(), targets)
+                else:
+                    teacher_logits = self.distillation.teacher(images)
+                    loss = self.distillation.loss(logits.float(), teacher_logits.float(), targets, labeled)
             detached = loss.detach()
             self.loss_sum += detached.double() * count
             self.nonfinite |= ~torch.isfinite(detached)
