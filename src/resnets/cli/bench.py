@@ -33,6 +33,20 @@ def _model_or_name(text: str) -> str | tuple[str, object]:
     return path.stem, model_from_weights(path)
 
 
+def _student_classes(models: list[str]) -> int:
+    """The class count the students of a distillation bench share (a teacher predicts one)."""
+    from ..models.registry import get_config
+
+    counts = set()
+    for text in models:
+        entry = _model_or_name(text)
+        counts.add(entry[1].config.num_classes if isinstance(entry, tuple) else get_config(entry).num_classes)
+    if len(counts) != 1:
+        raise ResnetsError(f"--teacher: the models predict different class counts ({sorted(counts)}); bench one "
+                           "class count per teacher")
+    return counts.pop()
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("models", nargs="+", metavar="MODEL",
                         help="preset names (random weights: speed only) or resnets checkpoint files")
@@ -44,6 +58,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also time the training step of `resnets train` (mixup, forward, loss, backward, update)")
     parser.add_argument("--recipe", default=None,
                         help="recipe whose loss/optimiser/mixup the --train step uses (default rsb-a3)")
+    parser.add_argument("--teacher", metavar="WEIGHTS", default=None,
+                        help="time the distillation step of `resnets train --teacher` (with --train)")
+    parser.add_argument("--teacher-model", metavar="NAME", default=None,
+                        help="the teacher's preset (default: the architecture its file records)")
+    parser.add_argument("--distill", choices=("kd", "ssld"), default=None,
+                        help="distillation mode of the --teacher step (default kd)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed calls first (default 3)")
     parser.add_argument("--reps", type=int, default=10, help="timed calls (default 10)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
@@ -72,6 +92,11 @@ def run(args: argparse.Namespace) -> int:
     train_bench = None
     if args.recipe is not None and not args.train:
         raise ResnetsError("--recipe chooses the training step of --train; add --train")
+    if (args.teacher_model or args.distill) and not args.teacher:
+        raise ResnetsError("--teacher-model and --distill describe the --teacher of a distillation step; add "
+                           "--teacher WEIGHTS")
+    if args.teacher and not args.train:
+        raise ResnetsError("--teacher times the distillation training step; add --train")
     if args.train:
         from functools import partial
 
@@ -79,7 +104,14 @@ def run(args: argparse.Namespace) -> int:
         from ..train.recipe import load_recipe
 
         recipe = load_recipe(args.recipe or DEFAULT_RECIPE)  # a typo fails before minutes of measuring
-        train_bench = partial(bench_training, recipe=recipe)
+        extra: dict = {}
+        if args.teacher:  # read (and checked) before any measuring
+            from ..train.teacher import read_teacher
+
+            teacher = read_teacher(args.teacher, args.teacher_model, num_classes=_student_classes(args.models))
+            extra = dict(teacher=teacher, distill=args.distill or recipe.distill or "kd",
+                         teacher_bn=recipe.teacher_bn)
+        train_bench = partial(bench_training, recipe=recipe, **extra)
     records = run_bench([_model_or_name(m) for m in args.models], settings, verbose=True, train_bench=train_bench)
     if args.json:
         print(json.dumps([r.to_dict() for r in records], indent=2))

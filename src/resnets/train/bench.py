@@ -13,6 +13,7 @@ import sys
 import torch
 
 from ..data.mixup import Mixup
+from ..errors import ResnetsError
 from ..hardware import normalise_precision
 from ..inference.bench import BenchRecord, BenchSettings, PeakMemory, progress_line, time_calls
 from ..inference.bench import _error_text as error_text
@@ -24,42 +25,61 @@ from .losses import build_loss
 from .optim import build_optimizer
 from .recipe import Recipe, load_recipe
 from .step import TrainStep
+from .teacher import Distillation, Teacher, TeacherFile
 
 DEFAULT_RECIPE = "rsb-a3"
 TRAIN_FLOPS_FACTOR = 6
 """2 FLOPs per MAC, times 3 for the forward and the two backward products (inputs and weights)."""
 
 
-def build_bench_step(model: ResNet, recipe: Recipe, *, batch_size: int,
-                     amp_dtype: torch.dtype | None = None) -> TrainStep:
-    """A TrainStep for `model` with the recipe's loss, optimiser and batch mixing (no schedule, no EMA)."""
+def build_bench_step(model: ResNet, recipe: Recipe, *, batch_size: int, amp_dtype: torch.dtype | None = None,
+                     teacher: Teacher | None = None, distill: str = "kd") -> TrainStep:
+    """A TrainStep for `model` with the recipe's loss, optimiser and batch mixing (no schedule, no EMA);
+    with `teacher`, the distillation step `resnets train --teacher` takes (`distill`: kd or ssld)."""
     num_classes = max(1, model.config.num_classes)
     optimizer = build_optimizer(model, recipe, lr=recipe.lr)
     mixup = Mixup(num_classes, mixup_alpha=recipe.mixup_alpha, cutmix_alpha=recipe.cutmix_alpha,
                   prob=recipe.mixup_prob, switch_prob=recipe.mixup_switch_prob,
                   label_smoothing=recipe.label_smoothing, generator=torch.Generator().manual_seed(0))
+    distillation = None
+    if teacher is not None:
+        distillation = Distillation(teacher, distill, task_loss=build_loss(recipe, reduction="none"),
+                                    alpha=recipe.distill_alpha, temperature=recipe.temperature)
     return TrainStep(model, optimizer, build_loss(recipe), mixup=mixup, amp_dtype=amp_dtype,
-                     grad_clip=recipe.grad_clip, nominal_batch=batch_size)
+                     grad_clip=recipe.grad_clip, nominal_batch=batch_size, distillation=distillation)
 
 
 def bench_training(model: ResNet, name: str, settings: BenchSettings, *, recipe: str | Recipe = DEFAULT_RECIPE,
-                   channels_last: bool = False, verbose: bool = True) -> list[BenchRecord]:
-    """Training-step speed (mixup, forward, loss, backward, optimiser step) for every batch size."""
+                   channels_last: bool = False, verbose: bool = True, teacher: TeacherFile | None = None,
+                   distill: str = "kd", teacher_bn: str = "eval") -> list[BenchRecord]:
+    """Training-step speed (mixup, forward, loss, backward, optimiser step) for every batch size; with
+    `teacher`, of the distillation step (the teacher's forward included; mode "train+kd"/"train+ssld")."""
     recipe = load_recipe(recipe) if isinstance(recipe, str) else recipe
     size = settings.img_size or model.config.input_size
     cost = count_cost(model, size)
     device = torch.device(settings.device)
     amp = {"bfloat16": torch.bfloat16, "float16": torch.float16}.get(settings.dtype)
     records = []
+    frozen = None
+    if teacher is not None:
+        if teacher.model.config.num_classes != model.config.num_classes:
+            raise ResnetsError(f"--teacher {teacher.path} predicts {teacher.model.config.num_classes} classes, "
+                               f"the student {name} {model.config.num_classes}")
+        frozen = Teacher(teacher.model, student_mean=model.config.mean, student_std=model.config.std,
+                         student_size=size, bn=teacher_bn).to(device)
+        if channels_last:
+            frozen = frozen.to(memory_format=torch.channels_last)
+    mode = "train" if frozen is None else f"train+{distill}"
     for batch_size in settings.batch_sizes:
-        record = BenchRecord(name, "train", batch_size, size, cost.params, cost.macs, requested_mode="train",
+        record = BenchRecord(name, mode, batch_size, size, cost.params, cost.macs, requested_mode=mode,
                              threads=torch.get_num_threads(), device=str(device), dtype=settings.dtype,
                              precision=normalise_precision(settings.dtype))
         try:
             net = copy.deepcopy(model).to(device).train()
             memory_format = torch.channels_last if channels_last else torch.contiguous_format
             net = net.to(memory_format=memory_format)
-            step = build_bench_step(net, recipe, batch_size=batch_size, amp_dtype=amp)
+            step = build_bench_step(net, recipe, batch_size=batch_size, amp_dtype=amp, teacher=frozen,
+                                    distill=distill)
             images = torch.randn(batch_size, model.config.in_chans, size, size, device=device)
             images = images.contiguous(memory_format=memory_format)
             labels = torch.randint(0, max(1, model.config.num_classes), (batch_size,), device=device)

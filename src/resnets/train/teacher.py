@@ -104,8 +104,10 @@ class TeacherFile:
     model_name: str
 
 
-def read_teacher(path: str, model_name: str | None, *, classes: list[str]) -> TeacherFile:
-    """Load the teacher and check it predicts the student's classes; one line for every way it cannot."""
+def read_teacher(path: str, model_name: str | None, *, num_classes: int,
+                 classes: list[str] | None = None) -> TeacherFile:
+    """Load the teacher and check it predicts the student's `num_classes` (and, when both sides name them,
+    the same `classes` in the same order); one line for every way it cannot."""
     file = Path(path).expanduser()
     if not file.is_file():
         raise ResnetsError(f"--teacher {path}: " + ("is a directory, not a weight file" if file.is_dir()
@@ -128,12 +130,12 @@ def read_teacher(path: str, model_name: str | None, *, classes: list[str]) -> Te
         message = str(exc)
         raise ResnetsError(message if message.startswith("--teacher") else f"--teacher {path}: {message}") from None
     count = model.config.num_classes
-    if count != len(classes):
-        raise ResnetsError(f"--teacher {path} ({name}) predicts {count} classes, the student's data has "
-                           f"{len(classes)}: a teacher must predict the student's classes (--reset-head does not "
+    if count != num_classes:
+        raise ResnetsError(f"--teacher {path} ({name}) predicts {count} classes, the student {num_classes}: "
+                           "a teacher must predict the student's classes (--reset-head does not "
                            "apply to a teacher)")
     names = getattr(model, "class_names", None)
-    if names and list(names) != list(classes):
+    if names and classes and list(names) != list(classes):
         raise ResnetsError(f"--teacher {path} ({name}) was trained on other classes than the student's data "
                            f"(its first: {', '.join(names[:3])}; the data's: {', '.join(classes[:3])})")
     return TeacherFile(model=model, path=str(path), sha256=file_sha256(file), model_name=name)
@@ -146,7 +148,7 @@ def build_teacher(path: str, model_name: str | None, *, classes: list[str], stud
     whose sha256 the file must still have."""
     if recorded is not None and not Path(path).expanduser().is_file():
         raise ResnetsError(f"cannot resume: the teacher {path} is gone")
-    loaded = read_teacher(path, model_name, classes=classes)
+    loaded = read_teacher(path, model_name, num_classes=len(classes), classes=classes)
     if recorded is not None and loaded.sha256 != recorded.get("sha256"):
         raise ResnetsError(f"cannot resume: the teacher {path} changed since the run started (sha256 "
                            f"{loaded.sha256[:12]}..., recorded {str(recorded.get('sha256'))[:12]}...)")
