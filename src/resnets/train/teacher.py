@@ -61,14 +61,14 @@ class Teacher(nn.Module):
         self.train(False)
 
     def train(self, mode: bool = True) -> Teacher:
-        """Always eval mode, except BatchNorm under bn='train': batch statistics with momentum 0, so the
-        running statistics (the teacher's own weights) never change."""
+        """Always eval mode, except BatchNorm under bn='train': batch statistics without tracking, so the
+        running statistics and counters (the teacher's own state) never change."""
         super().train(False)
         if self.bn == "train":
             for module in self.model.modules():
                 if isinstance(module, nn.modules.batchnorm._BatchNorm):
                     module.train(True)
-                    module.momentum = 0.0
+                    module.track_running_stats = False
         return self
 
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
