@@ -274,6 +274,7 @@ def _cli(*args: str, **env: str) -> subprocess.CompletedProcess:
                           env=environment, timeout=900)
 
 
+@pytest.mark.slow
 def test_resume_with_a_teacher_is_exact_and_refuses_a_changed_one(folders, teacher_file, tmp_path):
     teacher = tmp_path / "teacher.safetensors"
     teacher.write_bytes(teacher_file.read_bytes())

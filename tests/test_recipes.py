@@ -19,7 +19,8 @@ from resnets.train.ema import torchvision_ema_decay
 from resnets.train.recipe import Recipe, field_names, list_recipes, load_recipe
 
 RECIPES_DIR = Path(__file__).resolve().parents[1] / "src" / "resnets" / "train" / "recipes"
-SHIPPED = ["demo", "finetune", "paddle-vd", "resnet-rs", "rsb-a1", "rsb-a2", "rsb-a3", "torchvision-v1", "torchvision-v2"]
+SHIPPED = ["demo", "finetune", "paddle-ssld", "paddle-ssld-finetune", "paddle-vd", "resnet-rs", "rsb-a1", "rsb-a2",
+           "rsb-a3", "torchvision-v1", "torchvision-v2"]
 
 
 def test_every_recipe_is_shipped_and_loads():
