@@ -20,7 +20,7 @@ from safetensors.torch import load_file
 import resnets
 from resnets.cli import main
 from resnets.data.datasets import SampleRef
-from resnets.data.unlabeled import UNLABELED, UnlabeledShare, scan_images
+from resnets.data.unlabeled import UnlabeledShare, scan_images
 from resnets.distill import kd_loss, kd_objective, ssld_loss
 from resnets.train.checkpoint import LAST_STATE
 from resnets.train.engine import Trainer
