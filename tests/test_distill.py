@@ -352,7 +352,8 @@ def test_bench_times_a_distillation_step(tmp_path, capsys):
                  "--img-size", "32", "--mode", "eager", "--warmup", "1", "--reps", "1", "--json"])
     assert code == 0
     records = json.loads(capsys.readouterr().out)
-    assert [r["mode"] for r in records if r["mode"].startswith("train")] == ["train+ssld"]
+    assert [r["mode"] for r in records if r["mode"].startswith("train")] == ["train", "train+ssld"]
+    assert all(r["error"] is None and r["throughput_img_s"] > 0 for r in records)
 
 
 @pytest.mark.parametrize("args, message", [

@@ -53,7 +53,8 @@ def bench_training(model: ResNet, name: str, settings: BenchSettings, *, recipe:
                    channels_last: bool = False, verbose: bool = True, teacher: TeacherFile | None = None,
                    distill: str = "kd", teacher_bn: str = "eval") -> list[BenchRecord]:
     """Training-step speed (mixup, forward, loss, backward, optimiser step) for every batch size; with
-    `teacher`, of the distillation step (the teacher's forward included; mode "train+kd"/"train+ssld")."""
+    `teacher`, the distillation step too (the teacher's forward included; mode "train+kd"/"train+ssld"),
+    timed right after the plain step of the same batch size so the two see the same machine."""
     recipe = load_recipe(recipe) if isinstance(recipe, str) else recipe
     size = settings.img_size or model.config.input_size
     cost = count_cost(model, size)
@@ -69,8 +70,8 @@ def bench_training(model: ResNet, name: str, settings: BenchSettings, *, recipe:
                          student_size=size, bn=teacher_bn).to(device)
         if channels_last:
             frozen = frozen.to(memory_format=torch.channels_last)
-    mode = "train" if frozen is None else f"train+{distill}"
-    for batch_size in settings.batch_sizes:
+    variants = [(None, "train")] + ([(frozen, f"train+{distill}")] if frozen is not None else [])
+    for batch_size, (step_teacher, mode) in ((b, v) for b in settings.batch_sizes for v in variants):
         record = BenchRecord(name, mode, batch_size, size, cost.params, cost.macs, requested_mode=mode,
                              threads=torch.get_num_threads(), device=str(device), dtype=settings.dtype,
                              precision=normalise_precision(settings.dtype))
@@ -78,7 +79,7 @@ def bench_training(model: ResNet, name: str, settings: BenchSettings, *, recipe:
             net = copy.deepcopy(model).to(device).train()
             memory_format = torch.channels_last if channels_last else torch.contiguous_format
             net = net.to(memory_format=memory_format)
-            step = build_bench_step(net, recipe, batch_size=batch_size, amp_dtype=amp, teacher=frozen,
+            step = build_bench_step(net, recipe, batch_size=batch_size, amp_dtype=amp, teacher=step_teacher,
                                     distill=distill)
             images = torch.randn(batch_size, model.config.in_chans, size, size, device=device)
             images = images.contiguous(memory_format=memory_format)
