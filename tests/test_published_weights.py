@@ -228,6 +228,57 @@ def test_weights_that_do_not_fit_the_preset_say_where_they_came_from(hub, tmp_pa
         create_model("resnet10t", pretrained="c3_in1k")
 
 
+# --- downloading (the network replaced by a local copy) --------------------------------------------------
+def test_online_timm_download_falls_back_to_pytorch_model_bin(hub, monkeypatch, timm_files):
+    """A repo without model.safetensors: the Hub says so, and pytorch_model.bin is fetched instead."""
+    from huggingface_hub.errors import EntryNotFoundError
+
+    folder, expected = timm_files
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    asked = []
+
+    def download(repo_id, filename, **_):
+        asked.append(filename)
+        if filename == "model.safetensors":
+            raise EntryNotFoundError(f"{repo_id} has no {filename}")
+        return str(lay_out_hf(hub[0], repo_id, filename, folder / filename))
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", download)
+    model = create_model("resnet10t", pretrained="c3_in1k")
+    assert asked == ["model.safetensors", "pytorch_model.bin"]
+    torch.testing.assert_close(_logits(model), expected, rtol=0, atol=1e-5)
+    asked.clear()
+    create_model("resnet10t", pretrained="c3_in1k")
+    assert asked == []  # now cached: no network
+
+
+def test_online_torchvision_download_is_hash_checked(hub, monkeypatch, torchvision_file):
+    path, digest, expected = torchvision_file
+    name = f"resnet18-{digest[:8]}.pth"
+    _with_torchvision_file(monkeypatch, name)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    calls = []
+
+    def download(url, dst, hash_prefix=None, progress=True):
+        calls.append((url, hash_prefix))
+        shutil.copyfile(path, dst)
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", download)
+    model = create_model("resnet18", pretrained="IMAGENET1K_V1")
+    assert calls == [(f"https://download.pytorch.org/models/{name}", digest[:8])]
+    assert (hub[1] / name).is_file()
+    torch.testing.assert_close(_logits(model), expected, rtol=0, atol=1e-5)
+
+    def unreachable(url, dst, hash_prefix=None, progress=True):
+        raise OSError("<urlopen error [Errno -2] Name or service not known>")
+
+    (hub[1] / name).unlink()
+    monkeypatch.setattr(torch.hub, "download_url_to_file", unreachable)
+    with pytest.raises(ResnetsError, match=r"cannot download https://download.pytorch.org/models/resnet18-.*"
+                                           r"Name or service not known>; retry online"):
+        create_model("resnet18", pretrained="IMAGENET1K_V1")
+
+
 # --- what is missing or wrong --------------------------------------------------------------------------
 def test_missing_timm_tag_offline_says_where_it_comes_from(hub, capsys, tmp_path):
     err = _one_line_error(capsys, ["eval", "--model", "resnet50", "--pretrained", "a1_in1k", "--data", str(tmp_path)])

@@ -114,6 +114,7 @@ def read_published(preset: str, tag: str) -> tuple[dict[str, torch.Tensor], Fetc
 def _hub():
     try:
         import huggingface_hub
+        import huggingface_hub.constants  # noqa: F401 - a lazy package: the submodule is no attribute until imported
     except ImportError:
         raise ResnetsError("published weights need huggingface_hub: pip install huggingface_hub") from None
     return huggingface_hub
@@ -187,4 +188,4 @@ def _redownload(fetched: Fetched) -> str:
 
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    return text.splitlines()[0].rstrip(".") if text else type(exc).__name__
