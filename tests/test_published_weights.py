@@ -377,3 +377,17 @@ def test_models_lists_the_published_tags(hub, capsys, timm_files):
     assert all(r["peer_model"] == "resnet50d" for r in records if r["model"] == "resnet50_vd")
     v2_50 = next(r for r in TIMM if (r.model, r.tag) == ("resnetv2_50", "a1h_in1k"))
     assert v2_50.mean_std == HALF and v2_50.preprocessing()["mean"] == (0.5, 0.5, 0.5)
+
+
+def test_offline_mode_from_the_environment(tmp_path):
+    """The real switches, read by a fresh process: HF_HUB_OFFLINE=1 and HF_HUB_CACHE, no patching."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "hf"),
+           "TORCH_HOME": str(tmp_path / "torch"), "PYTHONPATH": str(REPO / "src")}
+    done = subprocess.run([sys.executable, "-m", "resnets", "predict", "--pretrained", "resnet50.IMAGENET1K_V2",
+                           str(tmp_path)], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert "HF_HUB_OFFLINE=1" in done.stderr and str(tmp_path / "torch" / "hub" / "checkpoints") in done.stderr
