@@ -151,7 +151,7 @@ def test_published_architectures_fit_our_presets():
 
 
 def test_reference_page_lists_the_table():
-    """docs/reference.md §2.9 carries the table `resnets models --pretrained --markdown` prints."""
+    """docs/reference.md §6 carries the table `resnets models --pretrained --markdown` prints."""
     from resnets.cli.models import format_pretrained_markdown, pretrained_records
 
     page = (REPO / "docs" / "reference.md").read_text(encoding="utf-8")

@@ -1,7 +1,7 @@
 """The weights timm and torchvision publish for our presets, by tag, with their published top-1 and the
 evaluation settings that top-1 was measured at.
 
-Sources (docs/reference.md §2.9):
+Sources (docs/reference.md §6):
 * timm: every pretrained ImageNet-1k tag whose architecture is one of our presets, as timm 1.0.31 registers
   it (`timm.models.get_pretrained_cfg("<model>.<tag>")`: Hub repo `timm/<model>.<tag>`, training size
   `input_size`, evaluation size `test_input_size`, `test_crop_pct`, interpolation, mean/std); top-1 is the row
@@ -75,7 +75,7 @@ class Published:
 
 def _timm(model: str, tag: str, top1: float, train: int, test: int, crop: float, interp: str,
       mean_std: tuple = (IMAGENET_MEAN, IMAGENET_STD)) -> Published:
-    return Published(model, tag, "timm", top1, test, crop, interp, train_size=train, mean_std=mean_std)
+    return Published(model, tag, "timm", top1, test, float(crop), interp, train_size=train, mean_std=mean_std)
 
 
 def _tv(model: str, tag: str, top1: float, crop: int, resize: int, file: str) -> Published:
