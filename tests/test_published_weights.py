@@ -332,12 +332,12 @@ def test_predict_and_bench_with_a_published_tag(hub, capsys, timm_files, shared_
 
 
 def _tiny_folder(root: Path) -> Path:
-    """train/ and val/ with two classes of four 32 px images: a training run of two steps."""
+    """train/ and val/ with two ImageNet classes (by WordNet id) of four 32 px images: two training steps."""
     from PIL import Image
 
     generator = torch.Generator().manual_seed(0)
     for split in ("train", "val"):
-        for label in ("a", "b"):
+        for label in ("n01440764", "n02102040"):
             (root / split / label).mkdir(parents=True)
             for i in range(4):
                 pixels = torch.randint(0, 256, (32, 32, 3), dtype=torch.uint8, generator=generator).numpy()
@@ -359,6 +359,21 @@ def test_train_starts_from_a_published_tag(hub, capsys, timm_files, tmp_path):
     capsys.readouterr()
     err = _one_line_error(capsys, ["train", "--resume", str(out), "--pretrained", "a1_in1k"])
     assert "--pretrained" in err
+
+
+def test_eval_measures_at_the_published_settings(hub, capsys, timm_files, tmp_path):
+    folder, _ = timm_files
+    lay_out_hf(hub[0], "timm/resnet10t.c3_in1k", "model.safetensors", folder / "model.safetensors")
+    data = _tiny_folder(tmp_path / "data")
+    assert main(["eval", "--model", "resnet10t", "--pretrained", "c3_in1k", "--data", str(data), "--workers", "0",
+                 "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert (result["img_size"], result["crop_pct"], result["interpolation"]) == (224, 0.95, "bicubic")
+    assert result["pretrained"] == "c3_in1k" and result["weights"] is None and result["n"] == 8
+    assert main(["eval", "--pretrained", "resnet10t.c3_in1k", "--data", str(data), "--workers", "0"]) == 0
+    assert capsys.readouterr().out.startswith("resnet10t.c3_in1k on ")
+    assert main(["bench", str(data / "val" / "n01440764" / "0.png"), "--pretrained", "c3_in1k"]) == 2
+    assert "is a file" in capsys.readouterr().err
 
 
 def test_models_lists_the_published_tags(hub, capsys, timm_files):
@@ -391,3 +406,18 @@ def test_offline_mode_from_the_environment(tmp_path):
                            str(tmp_path)], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
     assert "HF_HUB_OFFLINE=1" in done.stderr and str(tmp_path / "torch" / "hub" / "checkpoints") in done.stderr
+
+
+def test_imagenet_synsets_are_timms_and_sorted(shared_data):
+    """The vendored synset list is timm's, in class-index (sorted) order, and names Imagenette's folders."""
+    from resnets.data.imagenet_classes import imagenet_wnids
+    from resnets.evaluate import label_map
+
+    timm_file = Path(timm.__file__).parent / "data" / "_info" / "imagenet_synsets.txt"
+    wnids = imagenet_wnids()
+    assert list(wnids) == timm_file.read_text().split() == sorted(wnids)
+    folders = sorted(p.name for p in (shared_data / "imagenette-mini" / "val").iterdir() if p.is_dir())
+    assert label_map(folders, None, 1000).tolist() == [wnids.index(f) for f in folders]
+    assert label_map(["cat", "dog"], ["dog", "cat"], 2).tolist() == [1, 0]  # stored names still win
+    with pytest.raises(ResnetsError, match="no class names"):
+        label_map(["cat", "dog"], None, 1000)

@@ -29,6 +29,9 @@ def _model_or_name(text: str, pretrained: str | None = None) -> str | tuple[str,
 
     path = Path(text)
     if path.is_file():
+        if pretrained is not None:
+            raise ResnetsError(f"--pretrained {pretrained} loads published weights into preset names; {text} is "
+                               "a file (name the preset instead, or drop --pretrained)")
         return path.stem, model_from_weights(path)
     if pretrained is None and "." not in text:
         return text
