@@ -139,6 +139,9 @@ def test_published_architectures_fit_our_presets():
     """A preset with published weights is the peer's architecture: either timm names it so (and
     tests/test_parity.py checks the pair output for output), or it is an alias whose state dict has the peer's
     keys and shapes (built on the meta device: no memory spent)."""
+    from tests.test_parity import PADDLE_TO_TIMM
+
+    assert PEER_NAMES == PADDLE_TO_TIMM  # every alias is a pair the parity tests check output for output
     presets = [p for p in list_models() if published_for(p)]
     assert set(PEER_NAMES) <= set(presets) and len(presets) >= 60
     timm_names = set(timm.list_models())
