@@ -20,8 +20,14 @@ from .load import load_into
 
 
 def create_model(name: str, num_classes: int | None = None, weights: str | Path | None = None, *,
-                 reset_head: bool = False, source: str = "resnets", **overrides: Any) -> ResNet:
+                 reset_head: bool = False, source: str = "resnets", pretrained: str | None = None,
+                 **overrides: Any) -> ResNet:
     """Build the preset `name`, optionally loading `weights` (ours, timm's or torchvision's).
+
+    `pretrained` names weights the peers publish by tag instead of a file: timm's ("a1_in1k", "tv2_in1k", or
+    "resnet50.a1_in1k") or torchvision's ("IMAGENET1K_V2"); they come from the local Hugging Face / torch hub
+    cache, are downloaded when the machine is online, and bring the evaluation size, crop and normalisation
+    their published top-1 was measured with (`resnets models --pretrained` lists them).
 
     `num_classes` defaults to the checkpoint's class count when weights are given, else the preset's (1000).
     `overrides` change any ResNetConfig field (e.g. drop_path_rate=0.05, act="silu"), among them the backbone
@@ -31,9 +37,19 @@ def create_model(name: str, num_classes: int | None = None, weights: str | Path 
     """
     config = get_config(name)
     features_only = overrides.get("features_only", config.features_only)
-    state_dict, metadata = (None, {})
-    if weights is not None:
+    state_dict, metadata, label = (None, {}, name)
+    if pretrained is not None:
+        if weights is not None:
+            raise ResnetsError("give weights (a file) or pretrained (a published tag), not both")
+        from .hub import read_published, split_tag
+
+        _, tag = split_tag(name, pretrained)
+        state_dict, fetched = read_published(name, tag)
+        source, label = fetched.entry.source, f"{name} ({fetched.origin})"
+        overrides = {**fetched.entry.preprocessing(), **overrides}  # what the caller sets wins
+    elif weights is not None:
         state_dict, metadata = read_state_dict(weights)
+    if state_dict is not None:
         state_dict = convert_state_dict(state_dict, source)
         classifier = head_keys(overrides.get("preact", config.preact))[0]
         if num_classes is None and not reset_head and not features_only and classifier in state_dict:
@@ -43,7 +59,7 @@ def create_model(name: str, num_classes: int | None = None, weights: str | Path 
     config = config.replace(num_classes=num_classes, **overrides)
     model = ResNet(config)
     if state_dict is not None:
-        load_into(model, _without_unbuilt(model, state_dict), reset_head=reset_head, model_name=name)
+        load_into(model, _without_unbuilt(model, state_dict), reset_head=reset_head, model_name=label)
         has_head = not reset_head and not features_only
         model.class_names = _class_names(metadata, config.num_classes) if has_head else None
     return model
