@@ -14,14 +14,16 @@ from ..errors import ResnetsError
 from ..models.config import ResNetConfig
 from ..models.registry import get_config
 from ..models.resnet import ResNet, head_keys
-from .convert import convert_state_dict
+from .convert import AUTO, OVERRIDES_KEY, convert_state_dict, read_weights
 from .io import read_state_dict, save_weights
 from .load import load_into
 
 
 def create_model(name: str, num_classes: int | None = None, weights: str | Path | None = None, *,
-                 reset_head: bool = False, source: str = "resnets", **overrides: Any) -> ResNet:
-    """Build the preset `name`, optionally loading `weights` (ours, timm's or torchvision's).
+                 reset_head: bool = False, source: str = AUTO, **overrides: Any) -> ResNet:
+    """Build the preset `name`, optionally loading `weights`: ours, timm's, torchvision's, Keras' (.h5/.keras)
+    or PaddleClas' (.pdparams); `source` names the ecosystem, "auto" (the default) recognises it from the file.
+    Where the weights expect other preprocessing than the preset's (Keras), the model's config carries it.
 
     `num_classes` defaults to the checkpoint's class count when weights are given, else the preset's (1000).
     `overrides` change any ResNetConfig field (e.g. drop_path_rate=0.05, act="silu"), among them the backbone
@@ -31,10 +33,10 @@ def create_model(name: str, num_classes: int | None = None, weights: str | Path 
     """
     config = get_config(name)
     features_only = overrides.get("features_only", config.features_only)
-    state_dict, metadata = (None, {})
+    state_dict, metadata, used = (None, {}, None)
     if weights is not None:
-        state_dict, metadata = read_state_dict(weights)
-        state_dict = convert_state_dict(state_dict, source)
+        state_dict, metadata, used = read_weights(weights, config, source)
+        overrides = {**json.loads(metadata.get(OVERRIDES_KEY, "{}")), **overrides}
         classifier = head_keys(overrides.get("preact", config.preact))[0]
         if num_classes is None and not reset_head and not features_only and classifier in state_dict:
             num_classes = state_dict[classifier].shape[0]
@@ -46,6 +48,7 @@ def create_model(name: str, num_classes: int | None = None, weights: str | Path 
         load_into(model, _without_unbuilt(model, state_dict), reset_head=reset_head, model_name=name)
         has_head = not reset_head and not features_only
         model.class_names = _class_names(metadata, config.num_classes) if has_head else None
+        model.weights_source = used if "source_model" not in metadata else f"{used}: {metadata['source_model']}"
     return model
 
 
@@ -70,10 +73,16 @@ def load_model(path: str | Path, **overrides: Any) -> ResNet:
     return model
 
 
-def load_weights(model: ResNet, weights: str | Path, *, reset_head: bool = False, source: str = "resnets") -> None:
-    """Load a weight file into an existing model (strict; `reset_head` keeps the model's classifier)."""
-    state_dict, metadata = read_state_dict(weights)
-    load_into(model, _without_unbuilt(model, convert_state_dict(state_dict, source)), reset_head=reset_head,
+def load_weights(model: ResNet, weights: str | Path, *, reset_head: bool = False, source: str = AUTO) -> None:
+    """Load a weight file into an existing model (strict; `reset_head` keeps the model's classifier). A file
+    whose weights expect other preprocessing (Keras) is refused: create_model carries that into the config."""
+    state_dict, metadata, _ = read_weights(weights, model.config, source)
+    if OVERRIDES_KEY in metadata:
+        wanted = json.loads(metadata[OVERRIDES_KEY])
+        if model.config.replace(**wanted) != model.config:
+            raise ResnetsError(f"{weights} expects other preprocessing than this model's config ({wanted}): "
+                               "load it with create_model(NAME, weights=PATH), which carries it over")
+    load_into(model, _without_unbuilt(model, state_dict), reset_head=reset_head,
               model_name=model.config.name or "model")
     if not reset_head:
         model.class_names = _class_names(metadata, model.config.num_classes)
