@@ -19,6 +19,7 @@ dict -> resnets (our metadata), torchvision (only torchvision's keys, for a torc
 
 from __future__ import annotations
 
+import importlib
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -142,12 +143,11 @@ def _keras_read(path: Path, config: ResNetConfig) -> tuple[StateDict, dict[str, 
 
 def _paddle_module():
     try:
-        from . import paddle
-    except ImportError as exc:
-        if exc.name and exc.name.endswith("weights.paddle"):
+        return importlib.import_module(f"{__package__}.paddle")
+    except ModuleNotFoundError as exc:
+        if exc.name == f"{__package__}.paddle":  # this build has no PaddleClas reader
             return None
         raise
-    return paddle
 
 
 def _paddle_detect(path: Path) -> bool:

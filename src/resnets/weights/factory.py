@@ -7,8 +7,11 @@ This is the layer that joins the model definitions (``resnets.models``) with the
 from __future__ import annotations
 
 import json
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from ..errors import ResnetsError
 from ..models.config import ResNetConfig
@@ -35,7 +38,8 @@ def create_model(name: str, num_classes: int | None = None, weights: str | Path 
     features_only = overrides.get("features_only", config.features_only)
     state_dict, metadata, used = (None, {}, None)
     if weights is not None:
-        state_dict, metadata, used = read_weights(weights, config, source)
+        # The reader checks the file against the network the user asked for (overrides included).
+        state_dict, metadata, used = read_weights(weights, config.replace(**{**overrides, "num_classes": 0}), source)
         overrides = {**json.loads(metadata.get(OVERRIDES_KEY, "{}")), **overrides}
         classifier = head_keys(overrides.get("preact", config.preact))[0]
         if num_classes is None and not reset_head and not features_only and classifier in state_dict:
@@ -43,7 +47,16 @@ def create_model(name: str, num_classes: int | None = None, weights: str | Path 
     if num_classes is None:
         num_classes = 0 if features_only else config.num_classes
     config = config.replace(num_classes=num_classes, **overrides)
-    model = ResNet(config)
+    # Where the checkpoint supplies every tensor, skip the random initialisation (seconds for the big nets):
+    # build on the meta device and allocate uninitialised storage; load_into is strict, so nothing stays unset.
+    fill_all = state_dict is not None and not reset_head
+    with torch.device("meta") if fill_all else nullcontext():
+        model = ResNet(config)
+    if fill_all:
+        model.to_empty(device="cpu")
+        for key, buffer in model.named_buffers():
+            if key.endswith("num_batches_tracked"):  # the one thing a checkpoint may leave out
+                buffer.zero_()
     if state_dict is not None:
         load_into(model, _without_unbuilt(model, state_dict), reset_head=reset_head, model_name=name)
         has_head = not reset_head and not features_only

@@ -67,12 +67,12 @@ FAMILIES = {
 
 
 def supported_models() -> str:
-    """The Keras models this reader converts, as one phrase for error messages."""
+    """The Keras models this reader converts, as one phrase: ResNet50/101/152, ResNet50V2/101V2/152V2, ..."""
     parts = []
     for family in FAMILIES.values():
-        depths = [str(depth) for depth, _ in family.presets.values()]
-        parts.append(family.label.format(depth="/".join(depths)) if family.key != "rs"
-                     else "ResNetRS" + "/".join(depths))
+        prefix = family.label.split("{depth}")[0]
+        labels = [family.label.format(depth=depth) for depth, _ in family.presets.values()]
+        parts.append(labels[0] + "".join("/" + label[len(prefix):] for label in labels[1:]))
     return ", ".join(parts)
 
 
@@ -319,7 +319,7 @@ class _Mapper:
         kernel = self._get(layer, "kernel", 4).transpose(3, 2, 0, 1)
         if transform is not None:
             kernel = transform(kernel)
-        self.out[f"{ours}.weight"] = torch.from_numpy(np.ascontiguousarray(kernel))
+        self.out[f"{ours}.weight"] = torch.from_numpy(kernel.copy(order="C"))  # a copy: no negative strides
         keras_bias = self.layers[layer].get("bias")
         if bias:
             self.out[f"{ours}.bias"] = torch.from_numpy(self._get(layer, "bias", 1).copy())
@@ -348,7 +348,7 @@ class _Mapper:
         kernel = self._get(layer, "kernel", 2).T
         if as_conv:  # pre-activation heads are 1x1 convs
             kernel = kernel[:, :, None, None]
-        self.out[f"{ours}.weight"] = torch.from_numpy(np.ascontiguousarray(kernel))
+        self.out[f"{ours}.weight"] = torch.from_numpy(kernel.copy(order="C"))  # a copy: no negative strides
         self.out[f"{ours}.bias"] = torch.from_numpy(self._get(layer, "bias", 1).copy())
 
 
