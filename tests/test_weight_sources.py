@@ -39,7 +39,7 @@ def _v1_layers(layout=(3, 4, 6, 3), width: int = 1) -> dict[str, dict[str, np.nd
     return layers
 
 
-def _write_legacy_h5(path, layers, model_name: str | None = None) -> None:
+def _write_legacy_h5(path, layers, model_name: str | None = None, chunks: int = 1) -> None:
     """model.save("m.h5") (with model_name: model_config and a model_weights group) or save_weights."""
     with h5py.File(path, "w") as f:
         root = f.create_group("model_weights") if model_name else f
@@ -47,7 +47,12 @@ def _write_legacy_h5(path, layers, model_name: str | None = None) -> None:
             config = {"class_name": "Functional", "config": {"name": model_name, "layers": [
                 {"class_name": "Conv2D", "config": {"name": n}, "name": n} for n in layers]}}
             f.attrs["model_config"] = json.dumps(config)
-        root.attrs["layer_names"] = np.array([n.encode() for n in layers])
+        names = np.array([n.encode() for n in layers])
+        if chunks == 1:
+            root.attrs["layer_names"] = names
+        else:  # as Keras splits a list past HDF5's 64 kB attribute limit (the deep ResNet-RS)
+            for i, part in enumerate(np.array_split(names, chunks)):
+                root.attrs[f"layer_names{i}"] = part
         for name, weights in layers.items():
             group = root.create_group(name)
             group.attrs["weight_names"] = np.array([f"{name}/{v}:0".encode() for v in weights])
@@ -104,6 +109,13 @@ def test_the_preset_must_be_the_one_the_keras_model_maps_to(tmp_path, capsys):
     _write_legacy_h5(src, _v1_layers())
     _one_line_exit_2(capsys, src, "--model", "resnet50", "--out", tmp_path / "o.safetensors",
                      expect="use --model resnet50a")
+
+
+def test_chunked_layer_names_are_read_whole(tmp_path):
+    src = tmp_path / "r50.h5"
+    _write_legacy_h5(src, _v1_layers(), chunks=3)
+    read = kr.read_keras_file(src)
+    assert list(read.layers) == list(_v1_layers()) and kr.recognise(read).preset == "resnet50a"
 
 
 def test_a_missing_layer_is_named(tmp_path, capsys):

@@ -53,10 +53,10 @@ MODELS = [
 class Peer:
     """The running keras_peer.py: `wait(name, fmt)` blocks until that model's files are written."""
 
-    def __init__(self, out_dir: Path) -> None:
+    def __init__(self, out_dir: Path, models: list[tuple]) -> None:
         self.out_dir = out_dir
         self.stderr = open(out_dir / "peer.stderr", "w+")  # noqa: SIM115 - closed in close()
-        specs = [f"{name}:{fmt}:{size}" for name, fmt, size, _ in MODELS]
+        specs = [f"{name}:{fmt}:{size}" for name, fmt, size, _ in models]
         self.process = subprocess.Popen([str(PEER), str(SCRIPT), str(out_dir), *specs], stdout=subprocess.PIPE,
                                         stderr=self.stderr, text=True, cwd=out_dir)
         self.records: dict[tuple[str, str], dict] = {}
@@ -81,8 +81,12 @@ class Peer:
 
 
 @pytest.fixture(scope="module")
-def peer(tmp_path_factory):
-    running = Peer(tmp_path_factory.mktemp("keras_peer"))
+def peer(request, tmp_path_factory):
+    """Keras builds only the models of the tests selected (-k), in the order they run."""
+    wanted = [item.callspec.params for item in request.session.items
+              if item.module is request.module and hasattr(item, "callspec")]
+    models = [m for m in MODELS if any((p["name"], p["fmt"]) == m[:2] for p in wanted)]
+    running = Peer(tmp_path_factory.mktemp("keras_peer"), models)
     yield running
     running.close()
 

@@ -154,6 +154,9 @@ def _read_zip(path: Path) -> KerasFile:
     h5py = _h5py()
     try:
         with zipfile.ZipFile(path) as archive:
+            if "config.json" not in archive.namelist():
+                raise ResnetsError(f"{path} is a zip but not a Keras file (.keras archives hold config.json and "
+                                   "model.weights.h5; PyTorch files are zips too: try --from auto)")
             model_config = json.loads(archive.read("config.json"))
             weights = archive.read("model.weights.h5")
     except (zipfile.BadZipFile, KeyError, OSError, json.JSONDecodeError) as exc:
@@ -185,7 +188,8 @@ def _read_h5(path: Path) -> KerasFile:
         raise ResnetsError(f"cannot read Keras file {path}: corrupt or not an HDF5 file ({exc})") from None
     with handle:
         root = handle.get("model_weights", handle)
-        if "layer_names" not in root.attrs:
+        layer_names = _attr_list(root, "layer_names")
+        if layer_names is None:
             if "layers" in handle or "vars" in handle:
                 raise ResnetsError(
                     f"{path} is a Keras .weights.h5 file: it stores weights without layer names, so which layer "
@@ -199,13 +203,27 @@ def _read_h5(path: Path) -> KerasFile:
             for layer in _model_layers(model_config, path):
                 name = layer.get("config", {}).get("name", layer.get("name"))
                 out.configs[name], out.classes[name] = layer.get("config", {}), layer.get("class_name", "")
-        for name in (_text(n) for n in root.attrs["layer_names"]):
+        for name in layer_names:
             group = root.get(name)
             if group is None:
                 raise ResnetsError(f"cannot read Keras file {path}: layer {name!r} is listed but has no group")
-            weight_names = [_text(n) for n in group.attrs.get("weight_names", [])]
+            weight_names = _attr_list(group, "weight_names") or []
             if weight_names:
                 out.layers[name] = {n.split("/")[-1].split(":")[0]: np.asarray(group[n]) for n in weight_names}
+    return out
+
+
+def _attr_list(group: Any, name: str) -> list[str] | None:
+    """A list attribute as Keras writes it: whole, or past HDF5's 64 kB header limit in chunks name0, name1, ...
+    (tf_keras legacy/saving_utils save_attributes_to_hdf5_group), as in the deep ResNet-RS' layer_names."""
+    if name in group.attrs:
+        return [_text(n) for n in group.attrs[name]]
+    if f"{name}0" not in group.attrs:
+        return None
+    out, chunk = [], 0
+    while f"{name}{chunk}" in group.attrs:
+        out += [_text(n) for n in group.attrs[f"{name}{chunk}"]]
+        chunk += 1
     return out
 
 
@@ -233,7 +251,7 @@ def read_keras_file(path: str | Path) -> KerasFile:
         return _read_zip(path)
     if head == HDF5_MAGIC:
         return _read_h5(path)
-    raise ResnetsError(f"{path} is neither a legacy Keras .h5 (HDF5) nor a .keras (zip) file")
+    raise ResnetsError(f"{path} is not a Keras file: neither a legacy .h5 (HDF5) nor a .keras (zip)")
 
 
 # --- recognising the architecture -----------------------------------------------------------------------
