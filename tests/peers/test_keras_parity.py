@@ -20,6 +20,7 @@ import torch
 
 from resnets.cli import main as cli_main
 from resnets.weights.factory import create_model, load_model
+from resnets.weights.resolve import model_from_weights
 
 REPO = Path(__file__).resolve().parents[2]
 PEER = Path(os.environ.get("RESNETS_PEER_KERAS", REPO / ".venv-peers" / "keras" / "bin" / "python"))
@@ -123,6 +124,9 @@ def test_converted_keras_model_gives_keras_logits(peer, name, fmt, size, preset,
             assert cli_main(["convert", str(path), "--out", str(out)]) == 0
             assert f"(keras: Keras {name}) -> {out}: {preset}," in capsys.readouterr().out
             model = load_model(out)
+        elif fmt == "weights_h5":  # eval/predict/bench's loader: no model name, the file says it
+            model = model_from_weights(path)
+            assert model.config.name == preset and model.weights_source == f"keras: Keras {name}"
         else:
             model = create_model(preset, weights=path)  # source "auto": recognised as Keras from the file
             assert model.weights_source == f"keras: Keras {name}"
