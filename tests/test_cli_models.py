@@ -177,11 +177,13 @@ def test_convert_errors(capsys, tmp_path, timm_checkpoint):
 def test_convert_argument_errors(capsys, timm_checkpoint):
     src, _ = timm_checkpoint
     with pytest.raises(SystemExit) as info:
-        main(["convert", "--from", "keras", str(src), "--model", "resnet10t", "--out", "x.safetensors"])
+        main(["convert", "--from", "caffe", str(src), "--model", "resnet10t", "--out", "x.safetensors"])
     assert info.value.code == 2 and "invalid choice" in capsys.readouterr().err
-    with pytest.raises(SystemExit) as info:
-        main(["convert", "--from", "timm", str(src), "--out", "x.safetensors"])
-    assert info.value.code == 2 and "--model" in capsys.readouterr().err
+    # A PyTorch file said to be Keras', and a PyTorch file without --model (only Keras files name their net).
+    assert main(["convert", "--from", "keras", str(src), "--model", "resnet10t", "--out", "x.safetensors"]) == 2
+    assert "not a Keras file" in capsys.readouterr().err
+    assert main(["convert", "--from", "timm", str(src), "--out", "x.safetensors"]) == 2
+    assert "--model" in capsys.readouterr().err
 
 
 # --- the real entry point (one subprocess each) -----------------------------------------------------------

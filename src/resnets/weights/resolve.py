@@ -24,11 +24,17 @@ def has_resnets_config(path: str | Path) -> bool:
         return False
 
 
+def _is_keras(path: str | Path) -> bool:
+    from .convert import SOURCES
+
+    return SOURCES["keras"].detect(Path(path))
+
+
 def model_from_weights(weights: str | Path | None, model_name: str | None = None, *,
                        pretrained: str | None = None) -> ResNet:
-    """A model ready for inference from a weight file (ours carry their config; timm/torchvision files need
-    `model_name` to say which architecture they hold), or from a published tag (`pretrained`: TAG with
-    `model_name`, or MODEL.TAG)."""
+    """A model ready for inference from a weight file (ours carry their config, Keras files name their network;
+    timm/torchvision/PaddleClas files need `model_name` to say which architecture they hold), or from a
+    published tag (`pretrained`: TAG with `model_name`, or MODEL.TAG)."""
     from .factory import create_model, load_model
 
     if pretrained is not None:
@@ -47,6 +53,10 @@ def model_from_weights(weights: str | Path | None, model_name: str | None = None
                   file=sys.stderr)
     elif model_name:
         model = create_model(model_name, weights=weights)
+    elif _is_keras(weights):  # a Keras file names its network
+        from .keras import keras_preset
+
+        model = create_model(keras_preset(weights), weights=weights)
     else:
         raise ResnetsError(f"{weights} carries no model config (not written by resnets): "
                            "name the architecture with --model, e.g. --model resnet50")
