@@ -373,6 +373,7 @@ def test_eval_measures_at_the_published_settings(hub, capsys, timm_files, tmp_pa
     result = json.loads(capsys.readouterr().out)
     assert (result["img_size"], result["crop_pct"], result["interpolation"]) == (224, 0.95, "bicubic")
     assert result["pretrained"] == "c3_in1k" and result["weights"] is None and result["n"] == 8
+    assert list(result["per_class"]) == ["n01440764", "n02102040"]  # outputs 0 and 1 of 1000, named by folder
     assert main(["eval", "--pretrained", "resnet10t.c3_in1k", "--data", str(data), "--workers", "0"]) == 0
     assert capsys.readouterr().out.startswith("resnet10t.c3_in1k on ")
     assert main(["bench", str(data / "val" / "n01440764" / "0.png"), "--pretrained", "c3_in1k"]) == 2

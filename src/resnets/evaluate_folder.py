@@ -71,12 +71,11 @@ def evaluate_folder(settings: EvalSettings, *, verbose: bool = False) -> dict[st
     skipped: list[str] = []
     acc = run_accuracy(runner, loader, config.num_classes, normaliser(config, settings.device),
                        label_sets=label_sets, sample_names=files, label_map=mapping, on_skipped=skipped.extend)
-    names = list(getattr(model, "class_names", None) or dataset.classes)
     per_class = {}
-    if label_sets is None:
+    if label_sets is None:  # keyed by the folder's class names, whichever output each maps to
         values = acc.per_class()
-        for label in mapping.tolist():
-            per_class[names[label] if label < len(names) else str(label)] = values[label]
+        for name, label in zip(dataset.classes, mapping.tolist(), strict=True):
+            per_class[name] = values[label]
     return {
         "weights": str(settings.weights) if settings.weights is not None else None,
         "pretrained": settings.pretrained, "data": settings.data, "split": settings.split, "n": acc.n,
