@@ -15,7 +15,8 @@ from .weights.resolve import model_from_weights
 
 @dataclass
 class EvalSettings:
-    weights: str
+    weights: str | None
+    """A weight file; None with `pretrained`."""
     data: str
     model: str | None = None
     split: str = "val"
@@ -34,6 +35,8 @@ class EvalSettings:
     real_labels: str | None = None
     strict: bool = False
     device: str = "cpu"
+    pretrained: str | None = None
+    """A published tag instead of a file (TAG with `model`, or MODEL.TAG): see resnets.weights.hub."""
 
 
 def _split_dataset(data: str, split: str, transform, strict: bool):
@@ -47,7 +50,7 @@ def evaluate_folder(settings: EvalSettings, *, verbose: bool = False) -> dict[st
     from .inference.best import BestOptions
     from .inference.modes import prepare
 
-    model = model_from_weights(settings.weights, settings.model)
+    model = model_from_weights(settings.weights, settings.model, pretrained=settings.pretrained)
     config = model.config
     img_size = settings.img_size or config.eval_size
     crop_pct = settings.crop_pct or config.crop_pct
@@ -75,7 +78,8 @@ def evaluate_folder(settings: EvalSettings, *, verbose: bool = False) -> dict[st
         for label in mapping.tolist():
             per_class[names[label] if label < len(names) else str(label)] = values[label]
     return {
-        "weights": str(settings.weights), "data": settings.data, "split": settings.split, "n": acc.n,
+        "weights": str(settings.weights) if settings.weights is not None else None,
+        "pretrained": settings.pretrained, "data": settings.data, "split": settings.split, "n": acc.n,
         "top1": acc.top(1), "top5": acc.top(5), "per_class": per_class, "img_size": img_size,
         "crop_pct": crop_pct, "interpolation": interpolation, "mode": runner.mode, "backend": runner.backend,
         "precision": runner.precision, "agreement": runner.agreement, "notes": runner.notes,
