@@ -184,7 +184,7 @@ def test_conv_bias_and_eps_fold_into_batchnorm_exactly():
     kf.layers = {"bn": {"gamma": rng.uniform(0.5, 1.5, c), "beta": rng.normal(size=c),
                         "moving_mean": rng.normal(size=c), "moving_variance": rng.uniform(0.5, 2, c)}}
     kf.configs = {"bn": {"epsilon": 1e-3}}
-    mapper = kr._Mapper(kf, kr.Recognised(kr.FAMILIES["v1"], 50, "resnet50a"), target_eps=1e-5)
+    mapper = kr._Mapper(kf, kr.Recognised(kr.FAMILIES["v1"], 50, "resnet50a", (3, 4, 6, 3)), target_eps=1e-5)
     bias = rng.normal(size=c).astype(np.float32)
     mapper.batchnorm("bn", "bn1", folded_bias=bias)
     z = rng.normal(size=(7, c)).astype(np.float32)
@@ -204,7 +204,7 @@ def test_rescaling_and_normalization_become_our_mean_and_std(scale, offset, mean
     kf.classes = {"rescaling_3": "Rescaling", "normalization_3": "Normalization"}
     kf.configs = {"rescaling_3": {"scale": scale, "offset": offset},
                   "normalization_3": {"mean": mean, "variance": variance}}
-    got = kr._preprocessing(kf, kr.Recognised(kr.FAMILIES["rs"], 50, "resnetrs50"))
+    got = kr._preprocessing(kf, kr.Recognised(kr.FAMILIES["rs"], 50, "resnetrs50", (3, 4, 6, 3)))
     x = np.random.default_rng(1).uniform(0, 255, (10, 3))
     keras = (x * scale + offset - np.array(mean)) / np.sqrt(variance)
     ours = (x / 255 - np.array(got["mean"])) / np.array(got["std"])
@@ -214,7 +214,7 @@ def test_rescaling_and_normalization_become_our_mean_and_std(scale, offset, mean
 def test_caffe_preprocessing_with_the_channel_flip_in_conv1():
     """v1: Keras' conv1 sees BGR, 0-255 minus the BGR mean; our normalised RGB input with the converted
     mean/std, through conv1 with its input channels reversed, is the same image."""
-    got = kr._preprocessing(kr.KerasFile(path=None, model_name=None), kr.Recognised(kr.FAMILIES["v1"], 50, "resnet50a"))
+    got = kr._preprocessing(kr.KerasFile(path=None, model_name=None), kr.Recognised(kr.FAMILIES["v1"], 50, "resnet50a", (3, 4, 6, 3)))
     x = np.random.default_rng(2).uniform(0, 255, (10, 3))
     keras_bgr = x[:, ::-1] - np.array(kr.CAFFE_MEAN_BGR)
     ours_rgb = (x / 255 - np.array(got["mean"])) / np.array(got["std"])

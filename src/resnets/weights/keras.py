@@ -267,6 +267,7 @@ class Recognised:
     family: Family
     depth: int
     preset: str
+    layout: tuple[int, ...]
 
     @property
     def label(self) -> str:
@@ -300,7 +301,7 @@ def recognise(keras_file: KerasFile) -> Recognised:
         raise ResnetsError(f"{keras_file.path} holds a Keras {family.label.format(depth='')} with {list(layout)} blocks "
                            f"per stage, which matches none of {supported_models()}")
     depth, preset = family.presets[layout]
-    return Recognised(family, depth, preset)
+    return Recognised(family, depth, preset, layout)
 
 
 def keras_preset(path: str | Path) -> str:
@@ -488,13 +489,9 @@ def read_keras(path: str | Path, config: ResNetConfig) -> tuple[StateDict, dict[
     recognised = recognise(keras_file)
     check_architecture(config, recognised.preset, recognised.label, keras_file.path)
     mapper = _Mapper(keras_file, recognised, config.bn_eps)
-    _MAPPERS[recognised.family.key](mapper, tuple(get_layout(recognised)))
+    _MAPPERS[recognised.family.key](mapper, recognised.layout)
     metadata = {"source_model": f"Keras {recognised.label}"}
     preprocessing = _preprocessing(keras_file, recognised)
     if preprocessing is not None:
         metadata["config_overrides"] = json.dumps(preprocessing)
     return mapper.out, metadata
-
-
-def get_layout(recognised: Recognised) -> tuple[int, ...]:
-    return next(layout for layout, (_, preset) in recognised.family.presets.items() if preset == recognised.preset)
