@@ -1,4 +1,4 @@
-"""`resnets convert --from timm|torchvision SRC --model NAME --out DST.safetensors`: import a peer's weights.
+"""`resnets convert --from timm|torchvision|paddle SRC --model NAME --out DST.safetensors`: import a peer's weights.
 
 The result is our safetensors file with the model config in its metadata, so `resnets.load_model(DST)`
 rebuilds the network without being told the architecture. SRC is read without unpickling code.
@@ -11,13 +11,13 @@ from pathlib import Path
 
 from ..errors import ResnetsError
 from ..models.registry import get_config
-from ..weights.convert import CONVERTERS
+from ..weights.convert import SOURCES
 from ..weights.factory import create_model, save_model
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("src", metavar="SRC", help="state dict file: .pth/.pt/.bin (PyTorch) or .safetensors")
-    parser.add_argument("--from", dest="source", required=True, choices=[s for s in CONVERTERS if s != "resnets"],
+    parser.add_argument("src", metavar="SRC", help="weight file: .pth/.pt/.bin (PyTorch), .safetensors, or .pdparams (PaddleClas)")
+    parser.add_argument("--from", dest="source", required=True, choices=[s for s in SOURCES if s != "resnets"],
                         help="the ecosystem SRC comes from")
     parser.add_argument("--model", required=True, help="our preset with the same architecture, e.g. resnet50d")
     parser.add_argument("--out", required=True, metavar="DST.safetensors", help="where to write our weight file")

@@ -9,11 +9,14 @@ names differ (Keras, PaddleClas) adds a mapping here without touching the loader
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from pathlib import Path
 
 import torch
 
 from ..errors import unknown
-from .io import strip_prefixes
+from ..models.config import ResNetConfig
+from .io import read_state_dict, strip_prefixes
+from .paddle import read_paddle
 
 StateDict = dict[str, torch.Tensor]
 
@@ -33,8 +36,24 @@ CONVERTERS: dict[str, Callable[[Mapping[str, torch.Tensor]], StateDict]] = {
 }
 
 
+# Sources whose files are not PyTorch state dicts: each reads its own format and maps it onto the preset's
+# layout, returning our state dict and metadata.
+FILE_READERS: dict[str, Callable[[Path, ResNetConfig], tuple[StateDict, dict[str, str]]]] = {
+    "paddle": read_paddle,  # PaddleClas .pdparams (weights/paddle.py)
+}
+SOURCES = (*CONVERTERS, *FILE_READERS)
+
+
+def read_converted(path: str | Path, source: str, config: ResNetConfig) -> tuple[StateDict, dict[str, str]]:
+    """The weight file at `path`, from `source`, as our state dict (and its metadata) for the preset `config`."""
+    if source in FILE_READERS:
+        return FILE_READERS[source](Path(path), config)
+    state_dict, metadata = read_state_dict(path)
+    return convert_state_dict(state_dict, source), metadata
+
+
 def convert_state_dict(state_dict: Mapping[str, torch.Tensor], source: str) -> StateDict:
     """Map a state dict from `source` ('timm', 'torchvision' or 'resnets') to our names."""
     if source not in CONVERTERS:
-        raise unknown("weight source", source, CONVERTERS)
+        raise unknown("weight source", source, SOURCES)
     return CONVERTERS[source](state_dict)

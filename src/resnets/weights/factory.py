@@ -14,14 +14,14 @@ from ..errors import ResnetsError
 from ..models.config import ResNetConfig
 from ..models.registry import get_config
 from ..models.resnet import ResNet, head_keys
-from .convert import convert_state_dict
+from .convert import convert_state_dict, read_converted
 from .io import read_state_dict, save_weights
 from .load import load_into
 
 
 def create_model(name: str, num_classes: int | None = None, weights: str | Path | None = None, *,
                  reset_head: bool = False, source: str = "resnets", **overrides: Any) -> ResNet:
-    """Build the preset `name`, optionally loading `weights` (ours, timm's or torchvision's).
+    """Build the preset `name`, optionally loading `weights` (ours, timm's, torchvision's or a PaddleClas .pdparams, by `source`).
 
     `num_classes` defaults to the checkpoint's class count when weights are given, else the preset's (1000).
     `overrides` change any ResNetConfig field (e.g. drop_path_rate=0.05, act="silu"), among them the backbone
@@ -33,8 +33,7 @@ def create_model(name: str, num_classes: int | None = None, weights: str | Path 
     features_only = overrides.get("features_only", config.features_only)
     state_dict, metadata = (None, {})
     if weights is not None:
-        state_dict, metadata = read_state_dict(weights)
-        state_dict = convert_state_dict(state_dict, source)
+        state_dict, metadata = read_converted(weights, source, config.replace(**overrides))
         classifier = head_keys(overrides.get("preact", config.preact))[0]
         if num_classes is None and not reset_head and not features_only and classifier in state_dict:
             num_classes = state_dict[classifier].shape[0]
@@ -72,8 +71,8 @@ def load_model(path: str | Path, **overrides: Any) -> ResNet:
 
 def load_weights(model: ResNet, weights: str | Path, *, reset_head: bool = False, source: str = "resnets") -> None:
     """Load a weight file into an existing model (strict; `reset_head` keeps the model's classifier)."""
-    state_dict, metadata = read_state_dict(weights)
-    load_into(model, _without_unbuilt(model, convert_state_dict(state_dict, source)), reset_head=reset_head,
+    state_dict, metadata = read_converted(weights, source, model.config)
+    load_into(model, _without_unbuilt(model, state_dict), reset_head=reset_head,
               model_name=model.config.name or "model")
     if not reset_head:
         model.class_names = _class_names(metadata, model.config.num_classes)
