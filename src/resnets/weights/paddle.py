@@ -30,7 +30,7 @@ import torch
 from ..errors import ResnetsError
 from ..models.config import ResNetConfig
 from ..models.cost import meta_model
-from .safe_pickle import check_globals, load_array_pickle
+from .safe_pickle import check_globals, load_array_pickle, pickle_globals
 
 NAME_TABLE_KEY = "StructuredToParameterName@@"
 STUDENT_PREFIX = "Student."
@@ -46,8 +46,9 @@ _HEAD = re.compile(r"^(fc|out)\.(weight|bias)$")
 
 
 def looks_like_paddle(path: str | Path) -> bool:
-    """True for a `.pdparams` file, or a pickle whose only globals are numpy's (PyTorch files are zip archives
-    or name torch's own rebuild functions). Runs nothing."""
+    """True for a `.pdparams` file, or a pickle that rebuilds numpy arrays and names nothing else (PyTorch files
+    are zip archives, or a legacy pickle that starts with a bare magic number and names torch's globals). Runs
+    nothing."""
     path = Path(path)
     if path.suffix == ".pdparams":
         return True
@@ -55,10 +56,11 @@ def looks_like_paddle(path: str | Path) -> bool:
         with open(path, "rb") as handle:
             if handle.read(1) != b"\x80":  # a binary pickle starts with its PROTO opcode
                 return False
-        check_globals(path.read_bytes(), str(path))
+        data = path.read_bytes()
+        check_globals(data, str(path))
+        return any(attr in ("_reconstruct", "_frombuffer") for _, attr in pickle_globals(data, str(path)))
     except (OSError, ResnetsError):
         return False
-    return True
 
 
 def read_paddle(path: str | Path, config: ResNetConfig) -> tuple[dict[str, torch.Tensor], dict[str, str]]:

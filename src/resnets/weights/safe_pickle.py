@@ -20,13 +20,16 @@ from typing import Any
 from ..errors import ResnetsError
 
 # Exactly what rebuilding an ndarray needs: numpy < 2 spells the module numpy.core, numpy >= 2 numpy._core (and
-# writes that spelling into new pickles). `_codecs.encode` is how protocol-2 pickles written by Python 3 carry the
-# raw bytes of an array (as a latin-1 str); it only turns a str into bytes.
+# writes that spelling into new pickles). paddle.save writes protocol 4 (ndarray.__reduce__: _reconstruct, then
+# __setstate__ with the bytes); protocol 5 pickles of arrays use _frombuffer instead, and protocol 0-2 ones
+# written by Python 3 carry the bytes as a latin-1 str through `_codecs.encode`, which only turns text into bytes.
 ALLOWED_GLOBALS: frozenset[tuple[str, str]] = frozenset({
     ("numpy", "ndarray"),
     ("numpy", "dtype"),
     ("numpy.core.multiarray", "_reconstruct"),
     ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.numeric", "_frombuffer"),
+    ("numpy._core.numeric", "_frombuffer"),
     ("_codecs", "encode"),
 })
 
@@ -90,9 +93,11 @@ def _resolve(module: str, attr: str) -> Callable[..., Any]:
 
     if (module, attr) == ("_codecs", "encode"):
         return _latin1_encode
-    if attr == "_reconstruct":  # whichever spelling the file uses, the installed numpy's own function
-        core = getattr(np, "_core", None) or np.core
+    core = getattr(np, "_core", None) or np.core  # whichever spelling the file uses, the installed numpy's own
+    if attr == "_reconstruct":
         return core.multiarray._reconstruct
+    if attr == "_frombuffer":
+        return core.numeric._frombuffer
     return {"ndarray": np.ndarray, "dtype": np.dtype}[attr]
 
 
