@@ -30,7 +30,7 @@ import torch
 from ..errors import ResnetsError
 from ..models.config import ResNetConfig
 from ..models.cost import meta_model
-from .safe_pickle import check_globals, load_array_pickle, pickle_globals
+from .safe_pickle import ALLOWED_GLOBALS, load_array_pickle, pickle_globals
 
 NAME_TABLE_KEY = "StructuredToParameterName@@"
 STUDENT_PREFIX = "Student."
@@ -56,11 +56,12 @@ def looks_like_paddle(path: str | Path) -> bool:
         with open(path, "rb") as handle:
             if handle.read(1) != b"\x80":  # a binary pickle starts with its PROTO opcode
                 return False
-        data = path.read_bytes()
-        check_globals(data, str(path))
-        return any(attr in ("_reconstruct", "_frombuffer") for _, attr in pickle_globals(data, str(path)))
+            handle.seek(0)
+            found = pickle_globals(handle, str(path))  # reads up to the first pickle's end, runs nothing
     except (OSError, ResnetsError):
         return False
+    rebuilds_arrays = any(attr in ("_reconstruct", "_frombuffer") for _, attr in found)
+    return rebuilds_arrays and set(found) <= ALLOWED_GLOBALS
 
 
 def read_paddle(path: str | Path, config: ResNetConfig) -> tuple[dict[str, torch.Tensor], dict[str, str]]:

@@ -15,7 +15,7 @@ import pickle
 import pickletools
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from ..errors import ResnetsError
 
@@ -45,8 +45,9 @@ class RefusedPickle(ResnetsError):
     """The pickle names something other than numpy array reconstruction."""
 
 
-def pickle_globals(data: bytes, source: str = "pickle") -> list[tuple[str, str]]:
-    """Every global the pickle would look up, found without executing it (refuses what it cannot resolve)."""
+def pickle_globals(data: bytes | BinaryIO, source: str = "pickle") -> list[tuple[str, str]]:
+    """Every global the pickle would look up, found without executing it (refuses what it cannot resolve).
+    `data` may be an open file: the scan reads it only up to the pickle's STOP."""
     found: list[tuple[str, str]] = []
     memo: dict[int, Any] = {}
     recent: list[Any] = []  # the values of the last pushes (strings or None), for STACK_GLOBAL's two operands
