@@ -44,7 +44,7 @@ sys.path.insert(0, str(REPO / "src"))
 from resnets.train.recipe import Recipe, field_names, list_recipes, load_recipe  # noqa: E402
 
 COMMAND = "python docs/generate.py"
-README_ORDER = ["00-intro.md", "models.md", "recipes.md", "train.md", "studies.md", "data.md", "inference.md",
+README_ORDER = ["00-intro.md", "models.md", "weights.md", "recipes.md", "train.md", "studies.md", "data.md", "inference.md",
                 "90-layout.md"]
 RECIPE_DIR = REPO / "src" / "resnets" / "train" / "recipes"
 RECIPE_TEMPLATE = REPO / "docs" / "recipes.in.md"

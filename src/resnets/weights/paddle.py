@@ -1,4 +1,5 @@
-"""PaddleClas `.pdparams` -> our state dict, for every ResNet-family backbone of `ppcls/arch/backbone`.
+"""PaddleClas `.pdparams` -> our state dict, for every ResNet-family backbone of `ppcls/arch/backbone`
+(the format and names: docs/reference.md §6).
 
 A `.pdparams` file is what `paddle.save(model.state_dict())` writes: a pickle of {structured name: numpy array}
 plus a `StructuredToParameterName@@` table (the static-graph parameter names, of no use here). It is read with
