@@ -268,3 +268,15 @@ def test_unpickler_allows_numpy_arrays_only():
     assert loaded["a"].tolist() == [[0, 1, 2], [3, 4, 5]] and loaded["names"] == {"a": "b"}
     with pytest.raises(pickle.UnpicklingError, match="builtins.print is not allowed"):
         safe_pickle._ArrayUnpickler(io.BytesIO(pickle.dumps(print))).load()
+
+
+def test_backbone_from_a_paddle_classifier(tmp_path):
+    ours = _randomised("se_resnet18_vd", **TINY)
+    path = to_pdparams(ours, tmp_path / "m.pdparams", "model_zoo")
+    backbone = create_model("se_resnet18_vd", weights=path, source="paddle", width_multiplier=0.25,
+                            features_only=True, out_indices=(4,)).eval()
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        (features,) = backbone(x)
+        expected = ours.layer4(ours.layer3(ours.layer2(ours.layer1(ours.maxpool(ours.act1(ours.bn1(ours.conv1(x))))))))
+    torch.testing.assert_close(features, expected, rtol=0, atol=0)

@@ -33,7 +33,8 @@ def create_model(name: str, num_classes: int | None = None, weights: str | Path 
     features_only = overrides.get("features_only", config.features_only)
     state_dict, metadata = (None, {})
     if weights is not None:
-        state_dict, metadata = read_converted(weights, source, config.replace(**overrides))
+        # the reader checks the file against the network asked for (overrides included)
+        state_dict, metadata = read_converted(weights, source, config.replace(**{**overrides, "num_classes": 0}))
         classifier = head_keys(overrides.get("preact", config.preact))[0]
         if num_classes is None and not reset_head and not features_only and classifier in state_dict:
             num_classes = state_dict[classifier].shape[0]

@@ -10,7 +10,6 @@ resolves globals only from the same list, a second line of defence. numpy's own 
 
 from __future__ import annotations
 
-import io
 import pickle
 import pickletools
 from collections.abc import Callable
@@ -81,7 +80,7 @@ def pickle_globals(data: bytes | BinaryIO, source: str = "pickle") -> list[tuple
     return found
 
 
-def check_globals(data: bytes, source: str = "pickle") -> None:
+def check_globals(data: bytes | BinaryIO, source: str = "pickle") -> None:
     """Refuse (one line naming it) the first global outside ALLOWED_GLOBALS; nothing is unpickled."""
     for module, attr in pickle_globals(data, source):
         if (module, attr) not in ALLOWED_GLOBALS:
@@ -122,13 +121,12 @@ def load_array_pickle(path: str | Path) -> Any:
     """Unpickle `path` allowing numpy arrays and plain Python containers only; refuse anything else up front."""
     path = Path(path)
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as handle:  # scanned, then unpickled, from the file: never two copies in memory
+            check_globals(handle, str(path))
+            handle.seek(0)
+            try:
+                return _ArrayUnpickler(handle).load()
+            except Exception as exc:  # noqa: BLE001 - pickle errors come in many types; all mean a bad file here
+                raise ResnetsError(f"cannot read weight file {path}: corrupt or not a pickle of arrays ({exc})") from None
     except OSError as exc:
         raise ResnetsError(f"cannot read weight file {path}: {exc.strerror or exc}") from None
-    check_globals(data, str(path))
-    try:
-        return _ArrayUnpickler(io.BytesIO(data)).load()
-    except RefusedPickle:
-        raise
-    except Exception as exc:  # noqa: BLE001 - pickle errors come in many types; all mean a bad file here
-        raise ResnetsError(f"cannot read weight file {path}: corrupt or not a pickle of arrays ({exc})") from None
