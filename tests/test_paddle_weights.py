@@ -183,6 +183,15 @@ def test_files_that_are_not_paddle_state_dicts(tmp_path, content, message):
         create_model("resnet18_vd", weights=path, source="paddle")
 
 
+def test_paddle_counter_names_are_refused_with_advice(tmp_path):
+    path = tmp_path / "static.pdparams"
+    path.write_bytes(pickle.dumps({"conv2d_0.w_0": np.zeros((8, 3, 3, 3), np.float32),
+                                   "batch_norm_0.w_0": np.ones(8, np.float32)}, protocol=4))
+    with pytest.raises(ResnetsError, match=r"names its tensors by Paddle's counters \(conv2d_0\.w_0, \.\.\.\).*"
+                                           r"save the model's state_dict\(\)"):
+        create_model("resnet18_vd", weights=path, source="paddle")
+
+
 def test_looks_like_paddle(tmp_path):
     ours = _randomised("resnet18_vd", **TINY)
     pdparams = to_pdparams(ours, tmp_path / "m.pdparams", "legendary")
@@ -280,3 +289,24 @@ def test_backbone_from_a_paddle_classifier(tmp_path):
         (features,) = backbone(x)
         expected = ours.layer4(ours.layer3(ours.layer2(ours.layer1(ours.maxpool(ours.act1(ours.bn1(ours.conv1(x))))))))
     torch.testing.assert_close(features, expected, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("key, first_stage, role", [  # names as PaddleClas 2.6's model zoo gives them
+    ("res4b22_branch2c_weights", 2, (("conv", 2, 22, 2, "conv"), "weight")),  # ResNet101_vc-style long stage
+    ("res3c_branch2a_weights", 2, (("conv", 1, 2, 0, "conv"), "weight")),
+    ("bn2a_branch1_variance", 2, (("short", 0, 0, "bn"), "running_var")),
+    ("fc_res3b_exc_offset", 2, (("se", 1, 1, 1), "bias")),  # SE_ResNet_vd
+    ("conv6_1_prj_bn_mean", 4, (("short", 2, 0, "bn"), "running_mean")),  # SENet154_vd: stages numbered from 4
+    ("conv2_3_x2_weights", 2, (("conv", 0, 2, 1, "conv"), "weight")),  # SE_ResNeXt50
+    ("fc5_2_sqz_weights", 2, (("se", 3, 1, 0), "weight")),
+    ("bnv1_3_scale", 2, (("stem", 2, "bn"), "weight")),  # ResNet_vc / ResNeXt_vd deep stem
+    ("conv1_2_bn_offset", 2, (("stem", 1, "bn"), "bias")),  # SE_ResNeXt_vd deep stem
+    ("res_conv1_weights", 2, (("stem", 0, "conv"), "weight")),  # ResNeXt 7x7 stem
+    ("bn_conv1_mean", 2, (("stem", 0, "bn"), "running_mean")),
+    ("conv3_bn_variance", 4, (("stem", 2, "bn"), "running_var")),  # SE_ResNeXt152 3x3 stem
+    ("fc_0.w_0", 2, (("head",), "weight")),
+    ("fc6_offset", 2, (("head",), "bias")),
+    ("res2a_branch2a_scale", 2, None),  # a conv has no scale: no place
+])
+def test_model_zoo_parameter_names(key, first_stage, role):
+    assert paddle_weights._static_role(key, first_stage) == role

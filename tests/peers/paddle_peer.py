@@ -4,8 +4,8 @@ state dict, as PaddleClas publishes them) and its logits on fixed inputs.
 
     python tests/peers/paddle_peer.py OUT_DIR --size 64 ResNet50_vd SE_ResNeXt50_vd_32x4d ...
 
-OUT_DIR receives inputs.npy (N x 3 x S x S float32), NAME.pdparams and NAME.logits.npy, and peer.json with the
-versions. Only numpy, paddle and paddleclas are imported here: this file must not import resnets or torch.
+OUT_DIR receives inputs.npy (N x 3 x S x S float32), NAME.pdparams and NAME.logits.npy, for the model-zoo classes
+also NAME.params.pdparams (the same tensors keyed by their parameter names), and peer.json with the versions. Only numpy, paddle and paddleclas are imported here: this file must not import resnets or torch.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import pickle
 import time
 from pathlib import Path
 
@@ -69,7 +70,13 @@ def main() -> None:
             head.weight.set_value(head.weight.numpy() * scale)
             head.bias.set_value(head.bias.numpy() * scale)
             logits = model(paddle.to_tensor(inputs)).numpy()
-        paddle.save(model.state_dict(), str(args.out / f"{name}.pdparams"))
+        state = model.state_dict()
+        paddle.save(state, str(args.out / f"{name}.pdparams"))
+        if not name.startswith("ResNet") or name == "ResNet50_vc":  # the model zoo names its parameters
+            # keyed by parameter names, as a static-graph save (paddle.static.save) writes them
+            named = {tensor.name: tensor.numpy() for tensor in state.values()}
+            with open(args.out / f"{name}.params.pdparams", "wb") as handle:
+                pickle.dump(named, handle, protocol=4)
         np.save(args.out / f"{name}.logits.npy", logits)
         timings[name] = round(time.perf_counter() - start, 2)
         del model

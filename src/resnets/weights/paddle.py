@@ -45,6 +45,24 @@ _BLOCK_ZOO = re.compile(r"^bb_(\d+)_(\d+)\.(conv[0-3]|short)\.(_conv|_batch_norm
 _SE_ZOO = re.compile(r"^bb_(\d+)_(\d+)\.scale\.(squeeze|excitation)\.(weight|bias)$")
 _HEAD = re.compile(r"^(fc|out)\.(weight|bias)$")
 
+# The model zoo's parameter names (ParamAttr(name=...)), the keys of a static-graph save (`paddle.static.save`)
+# and the values of the `StructuredToParameterName@@` table: `res2a_branch2a_weights` / `bn2a_branch2a_scale`
+# (ResNet_vc, ResNeXt, ResNeXt_vd, SE_ResNet_vd; block `a`, `b`, ... or `a`, `b1`, `b2`, ... in the long stages),
+# `conv2_1_x1_weights` / `conv2_1_x1_bn_scale` / `conv2_1_prj_*` (SE_ResNeXt and its _vd, whose stage numbers
+# start at 4 in the 152-layer ones), SE `fc_res2a_sqz_*` / `fc2_1_exc_*`, classifier `fc_0.w_0`, `fc_weights`,
+# `fc6_weights`. The legendary models' parameter names are Paddle's counters (`conv2d_0.w_0`): no place follows.
+_STATIC_BLOCK = re.compile(r"^(?:res|bn)(\d)([a-z])(\d*)_branch(2[abc]|1)_(weights|scale|offset|mean|variance)$")
+_STATIC_SE = re.compile(r"^fc_res(\d)([a-z])(\d*)_(sqz|exc)_(weights|offset)$")
+_STATIC_X_BLOCK = re.compile(r"^conv(\d+)_(\d+)_(x[123]|prj)(_bn)?_(weights|scale|offset|mean|variance)$")
+_STATIC_X_SE = re.compile(r"^fc(\d+)_(\d+)_(sqz|exc)_(weights|offset)$")
+_STATIC_STEM = re.compile(r"^(?:bnv1_([123])|bn_conv1|conv1_([123])_bn|conv([123])_bn|(?:res_)?conv1_([123])"
+                          r"|res_conv1|conv([123]))_(weights|scale|offset|mean|variance)$")
+_STATIC_HEAD = {"fc_0.w_0": "weight", "fc_0.b_0": "bias", "fc_weights": "weight", "fc_offset": "bias",
+                "fc6_weights": "weight", "fc6_offset": "bias"}
+_STATIC_PARAMS = {"weights": "weight", "scale": "weight", "offset": "bias", "mean": "running_mean",
+                  "variance": "running_var"}
+_COUNTER_NAME = re.compile(r"^(conv2d|batch_norm|linear)_\d+\.[wb]_\d+$")
+
 
 def looks_like_paddle(path: str | Path) -> bool:
     """True for a `.pdparams` file, or a pickle that rebuilds numpy arrays and names nothing else (PyTorch files
@@ -71,14 +89,15 @@ def read_paddle(path: str | Path, config: ResNetConfig) -> tuple[dict[str, torch
     path = Path(path)
     raw = load_array_pickle(path)
     arrays = _arrays(raw, path)
-    family = "legendary" if any(k.startswith(("stem.", "blocks.")) for k in arrays) else "model_zoo"
+    family = _family(arrays, path)
+    first_x_stage = min((int(m[1]) for k in arrays if (m := _STATIC_X_BLOCK.match(k))), default=2)
     classes = _classes(arrays)
     target = meta_model(config.replace(num_classes=classes, features_only=False)).state_dict()
     ours = _our_names(target, config)
     out: dict[str, torch.Tensor] = {}
     unknown: list[str] = []
     for key, array in arrays.items():
-        role = _role(key, config)
+        role = _role(key, config) if family != "parameter_names" else _static_role(key, first_x_stage)
         if role is None or role[0] not in ours:
             unknown.append(key)
             continue
@@ -100,6 +119,18 @@ def read_paddle(path: str | Path, config: ResNetConfig) -> tuple[dict[str, torch
     return out, {"source": "paddle", "paddle_naming": family}
 
 
+def _family(arrays: Mapping[str, np.ndarray], path: Path) -> str:
+    """Which names the file uses: structured (legendary or model zoo) or the model zoo's parameter names."""
+    if any(k.startswith(("stem.", "blocks.")) for k in arrays):
+        return "legendary"
+    if any(k.startswith(("conv1_1.", "conv.", "bb_")) or _HEAD.match(k) for k in arrays):
+        return "model_zoo"
+    if all(_COUNTER_NAME.match(k) for k in arrays):
+        raise ResnetsError(f"{path} names its tensors by Paddle's counters ({next(iter(arrays))}, ...), which do not "
+                           "say where each belongs: save the model's state_dict() with paddle.save instead")
+    return "parameter_names"
+
+
 def _arrays(raw: Any, path: Path) -> dict[str, np.ndarray]:
     """The {name: numeric array} content of an unpickled .pdparams (a plain dict, maybe a distillation pair)."""
     if not isinstance(raw, Mapping):
@@ -116,7 +147,7 @@ def _arrays(raw: Any, path: Path) -> dict[str, np.ndarray]:
 
 
 def _classes(arrays: Mapping[str, np.ndarray]) -> int:
-    for name in ("fc.weight", "out.weight"):
+    for name in ("fc.weight", "out.weight", *(k for k, v in _STATIC_HEAD.items() if v == "weight")):
         if name in arrays and arrays[name].ndim == 2:
             return int(arrays[name].shape[1])
     return 0
@@ -148,6 +179,35 @@ def _role(key: str, config: ResNetConfig) -> tuple[tuple, str] | None:
     if m := _HEAD.match(key):
         return ("head",), m[2]
     return None
+
+
+def _static_role(key: str, first_x_stage: int) -> tuple[tuple, str] | None:
+    """(role, our parameter name) of a model-zoo parameter name (`res2a_branch2a_weights`, ...), or None."""
+    if key in _STATIC_HEAD:
+        return ("head",), _STATIC_HEAD[key]
+    if m := _STATIC_BLOCK.match(key):
+        index = int(m[3]) if m[3] else ord(m[2]) - ord("a")
+        part = "short" if m[4] == "1" else f"conv{'abc'.index(m[4][1])}"
+        return _static_param(_block_unit(int(m[1]) - 2, index, part), key.startswith("bn"), m[5])
+    if m := _STATIC_SE.match(key):
+        index = int(m[3]) if m[3] else ord(m[2]) - ord("a")
+        return ("se", int(m[1]) - 2, index, 0 if m[4] == "sqz" else 1), _STATIC_PARAMS[m[5]]
+    if m := _STATIC_X_BLOCK.match(key):
+        part = "short" if m[3] == "prj" else f"conv{int(m[3][1]) - 1}"
+        return _static_param(_block_unit(int(m[1]) - first_x_stage, int(m[2]) - 1, part), bool(m[4]), m[5])
+    if m := _STATIC_X_SE.match(key):
+        unit = ("se", int(m[1]) - first_x_stage, int(m[2]) - 1, 0 if m[3] == "sqz" else 1)
+        return unit, _STATIC_PARAMS[m[4]]
+    if m := _STATIC_STEM.match(key):
+        number = next((g for g in m.groups()[:5] if g), "1")
+        return _static_param(("stem", int(number) - 1), m[6] != "weights", m[6])
+    return None
+
+
+def _static_param(unit: tuple, is_bn: bool, param: str) -> tuple[tuple, str] | None:
+    if is_bn:
+        return ((*unit, "bn"), _STATIC_PARAMS[param]) if param != "weights" else None
+    return ((*unit, "conv"), "weight") if param == "weights" else None
 
 
 def _block_unit(stage: int, index: int, part: str) -> tuple:
