@@ -11,6 +11,10 @@ the restricted unpickler of `safe_pickle`, so it cannot run code. PaddleClas nam
   `se_resnext_vd.py`): `conv1_1|conv1_2|conv1_3` (deep stem) or `conv` (7x7), `bb_S_I.conv0|conv1|conv2|short`
   with `._conv`/`._batch_norm`, squeeze-excitation `bb_S_I.scale.squeeze|excitation`, classifier `out`.
 
+A file keyed by the model zoo's parameter names instead (`res2a_branch2a_weights`, `conv2_1_x1_bn_scale`, ...:
+what a static-graph save writes) is read too; the legendary models' parameter names are Paddle's counters
+(`conv2d_0.w_0`), which say nothing about the layer, so such a file is refused with advice.
+
 Both map onto one set of roles (stem conv K, stage S block I conv J / shortcut / SE fc, head), and the roles onto
 our names, which are read off the preset's own network (on the meta device) so the mapping follows the model
 definition rather than a copy of it. Paddle's Linear stores its weight [in, out]: the classifier is transposed,
