@@ -23,7 +23,7 @@ from safetensors.torch import save_file
 from timm.models import get_pretrained_cfg
 from torchvision.models import get_weight
 
-from resnets import ResnetsError, UnknownNameError, create_model, save_model
+from resnets import ResnetsError, UnknownNameError, create_model, load_model, save_model
 from resnets.cli import main
 from resnets.models.config import IMAGENET_MEAN
 from resnets.models.registry import list_models
@@ -425,3 +425,17 @@ def test_imagenet_synsets_are_timms_and_sorted(shared_data):
     assert label_map(["cat", "dog"], ["dog", "cat"], 2).tolist() == [1, 0]  # stored names still win
     with pytest.raises(ResnetsError, match="no class names"):
         label_map(["cat", "dog"], None, 1000)
+
+
+def test_convert_writes_a_published_tag_as_our_file(hub, capsys, timm_files, tmp_path):
+    folder, expected = timm_files
+    lay_out_hf(hub[0], "timm/resnet10t.c3_in1k", "model.safetensors", folder / "model.safetensors")
+    out = tmp_path / "r10t.safetensors"
+    assert main(["convert", "--pretrained", "resnet10t.c3_in1k", "--out", str(out)]) == 0
+    assert "resnet10t.c3_in1k (timm)" in capsys.readouterr().out
+    model = load_model(out)
+    torch.testing.assert_close(_logits(model), expected, rtol=0, atol=1e-5)
+    assert model.config.eval_size == 224 and model.config.crop_pct == 0.95  # the published settings travel along
+    assert "not both" in _one_line_error(capsys, ["convert", "x.pth", "--pretrained", "c3_in1k", "--model",
+                                                  "resnet10t", "--out", str(out)])
+    assert "nothing to convert" in _one_line_error(capsys, ["convert", "--out", str(out)])

@@ -1,4 +1,5 @@
-"""`resnets convert [--from auto|keras|paddle|timm|torchvision] SRC --model NAME --out DST.safetensors`.
+"""`resnets convert [--from auto|keras|paddle|timm|torchvision] SRC --model NAME --out DST.safetensors`, or
+`resnets convert --pretrained [MODEL.]TAG --out DST.safetensors` (a published file from the local hub cache).
 
 The result is our safetensors file with the model config in its metadata (including the preprocessing the
 weights expect, e.g. Keras' caffe mode), so `resnets.load_model(DST)` rebuilds the network without being told
@@ -20,8 +21,11 @@ CLI_SOURCES = (AUTO, "keras", "paddle", "timm", "torchvision")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("src", metavar="SRC",
+    parser.add_argument("src", metavar="SRC", nargs="?",
                         help="weight file: .pth/.pt/.bin/.safetensors (PyTorch), .h5/.keras (Keras), .pdparams (PaddleClas)")
+    parser.add_argument("--pretrained", metavar="TAG", default=None,
+                        help="instead of SRC: weights timm or torchvision publish (TAG with --model, or MODEL.TAG), "
+                             "from the local Hugging Face / torch hub cache, else downloaded")
     parser.add_argument("--from", dest="source", default=AUTO, choices=CLI_SOURCES,
                         help="the ecosystem SRC comes from (default: auto, recognised from the file)")
     parser.add_argument("--model", default=None,
@@ -53,11 +57,24 @@ def run(args: argparse.Namespace) -> int:
         raise ResnetsError(f"--out must name a .safetensors file, got {out}")
     if args.num_classes is not None and args.num_classes < 0:
         raise ResnetsError(f"--num-classes must be >= 0, got {args.num_classes}")
-    if out.resolve() == Path(args.src).resolve():
-        raise ResnetsError(f"--out {out} would overwrite the source file")
-    name = _model_name(args)
-    model = create_model(name, num_classes=args.num_classes, weights=args.src, reset_head=args.reset_head,
-                         source=args.source)
+    if (args.src is None) == (args.pretrained is None):
+        raise ResnetsError("give SRC (a weight file) or --pretrained TAG, not both" if args.src else
+                           "nothing to convert: give SRC (a weight file) or --pretrained TAG")
+    if args.pretrained is not None:
+        from ..weights.hub import split_tag
+
+        if args.source != AUTO:
+            raise ResnetsError("--from applies to SRC files; a --pretrained tag knows where it comes from")
+        name, tag = split_tag(args.model, args.pretrained)
+        get_config(name)
+        model = create_model(name, num_classes=args.num_classes, pretrained=tag, reset_head=args.reset_head)
+        args.src = f"{name}.{tag}"
+    else:
+        if out.resolve() == Path(args.src).resolve():
+            raise ResnetsError(f"--out {out} would overwrite the source file")
+        name = _model_name(args)
+        model = create_model(name, num_classes=args.num_classes, weights=args.src, reset_head=args.reset_head,
+                             source=args.source)
     used = model.weights_source
     try:
         save_weights(model.state_dict(), out, config=model.config, class_names=getattr(model, "class_names", None),
