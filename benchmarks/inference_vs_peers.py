@@ -104,7 +104,8 @@ def _openvino_peer(name: str, net: torch.nn.Module, precision: str):
     return fn
 
 
-def _timm_runners(name: str, state_dict: dict, size: int, batch: int, peers: list[str]) -> dict[str, tuple]:
+def _timm_runners(name: str, state_dict: dict, num_classes: int, size: int, batch: int,
+                  peers: list[str]) -> dict[str, tuple]:
     """timm's model with our weights: eager (NCHW), channels_last, torch.compile (default settings), channels_last
     with bf16 autocast, and OpenVINO (fp32 / bf16 hints)."""
     import timm
@@ -112,7 +113,7 @@ def _timm_runners(name: str, state_dict: dict, size: int, batch: int, peers: lis
     out = {}
     for peer in peers:
         start = time.perf_counter()
-        net = timm.create_model(name, pretrained=False)
+        net = timm.create_model(name, pretrained=False, num_classes=num_classes)
         net.load_state_dict(state_dict)
         net.eval()
         precision = "bf16" if peer.endswith("bf16") else "fp32"
@@ -180,8 +181,9 @@ def interleaved(runners: dict[str, Callable], images: torch.Tensor, warmup: int,
 
 
 def bench_one(name: str, size: int, batch_sizes: list[int], our_modes: list[str], peers: list[str], warmup: int,
-              reps: int, sgemm: list[float], best: BestOptions) -> list[Result]:
-    model = resnets.create_model(name).eval()
+              reps: int, sgemm: list[float], best: BestOptions, weights: Path | None = None) -> list[Result]:
+    # Random weights time every runner alike; trained weights (--weights) also give int8's top-1 check a meaning.
+    model = (resnets.load_model(weights) if weights else resnets.create_model(name)).eval()
     macs = count_cost(model, size).macs
     state_dict = model.state_dict()
     results = []
@@ -190,7 +192,7 @@ def bench_one(name: str, size: int, batch_sizes: list[int], our_modes: list[str]
         # run eagerly. Nothing compiled for an earlier shape is used again, so start afresh.
         torch._dynamo.reset()
         runners = {**_our_runners(model, size, batch, our_modes, best),
-                   **_timm_runners(name, state_dict, size, batch, peers)}
+                   **_timm_runners(name, state_dict, model.config.num_classes, size, batch, peers)}
         images = torch.randn(batch, 3, size, size)
         with torch.inference_mode():
             reference = runners[peers[0]][0](images) if peers else None
@@ -296,6 +298,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--allow-int8", action="store_true", help="let our best pick int8 (needs --calib)")
     parser.add_argument("--calib", default=None, help="images: int8 calibration and best's check set")
     parser.add_argument("--int8-val", default=None, help="labelled folder for int8's top-1 check")
+    parser.add_argument("--weights", type=Path, default=None,
+                        help="one of our weight files (with class names) for the one model in --models, e.g. "
+                             "trained on --int8-val's classes so int8's top-1 change is measured on a real model")
     parser.add_argument("--json", type=Path, default=None, help="write the results as JSON here")
     parser.add_argument("--markdown", type=Path, default=None, help="write a markdown table here")
     args = parser.parse_args(argv)
@@ -311,6 +316,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         models, sizes, reps = ["resnet50"], [224], min(reps, 3)
     peers = [p for p in _csv(args.peers) if p in PEERS]
+    if args.weights and len(models) != 1:
+        parser.error("--weights holds one network: name exactly that one in --models")
     best = BestOptions(precision=args.precision, calib=args.calib, allow_int8=args.allow_int8, int8_val=args.int8_val)
     load_before = os.getloadavg()[0]
     caps = machine_capabilities()
@@ -324,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in models:
         for size in sizes:
             results += bench_one(name, size, _csv(args.batch_sizes, int), _csv(args.ours), peers, args.warmup, reps,
-                                 reference, best)
+                                 reference, best, args.weights)
     sgemm_after = sgemm_gflops()
     bf16_after = matmul_gflops(torch.bfloat16)
     if sgemm_after > sgemm:  # recompute the % against the better reference

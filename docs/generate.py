@@ -44,8 +44,8 @@ sys.path.insert(0, str(REPO / "src"))
 from resnets.train.recipe import Recipe, field_names, list_recipes, load_recipe  # noqa: E402
 
 COMMAND = "python docs/generate.py"
-README_ORDER = ["00-intro.md", "models.md", "recipes.md", "train.md", "studies.md", "distill.md", "data.md",
-                "inference.md", "90-layout.md"]
+README_ORDER = ["00-intro.md", "models.md", "weights.md", "recipes.md", "train.md", "studies.md", "distill.md",
+                "data.md", "inference.md", "90-layout.md"]
 RECIPE_DIR = REPO / "src" / "resnets" / "train" / "recipes"
 RECIPE_TEMPLATE = REPO / "docs" / "recipes.in.md"
 # Fields each recipe section shows in prose (the description and source) or in its own table (size rules).

@@ -334,3 +334,25 @@ def test_seeds_study_spec_round_trips_through_study_json():
     study = SeedsStudy(data="digits", seeds=[0, 4], eval_data=[["x", "digits"]], sets=["lr=0.05"])
     again = load_study(json.loads(json.dumps(study.to_dict())))
     assert again == study and [r.run_id for r in again.plan()] == [r.run_id for r in study.plan()]
+
+
+def test_a_corrected_published_value_updates_the_study_instead_of_refusing_it(tmp_path):
+    """paper_top1 is what a study is compared with, not what it runs: correcting it keeps the finished runs."""
+    from resnets.studies.runner import SPEC_FILE, prepare_directory
+    from resnets.studies.spec import AblationStudy
+
+    def study(paper: float | None) -> AblationStudy:
+        steps = parse_steps(["nols:label_smoothing=0.0"])
+        steps[0].paper_top1 = paper
+        return AblationStudy(steps=steps, data="digits", epochs=1, sets=["model.width_multiplier=0.25"])
+
+    out = tmp_path / "ablation"
+    first = study(78.4)
+    ids = [e.run_id for e in prepare_directory(first, out, first.plan())]
+    second = study(78.8)
+    assert [e.run_id for e in prepare_directory(second, out, second.plan())] == ids
+    assert json.loads((out / SPEC_FILE).read_text())["steps"][0]["paper_top1"] == 78.8
+    changed = AblationStudy(steps=parse_steps(["nols:label_smoothing=0.2"]), data="digits", epochs=1,
+                            sets=["model.width_multiplier=0.25"])
+    with pytest.raises(Exception, match="holds a different ablation study"):
+        prepare_directory(changed, out, changed.plan())

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from .data.datasets import IMAGE_EXTENSIONS, ImageDataset
+from .data.imagenet_classes import NUM_IMAGENET_CLASSES, imagenet_wnids
 from .data.loader import BatchPreprocessor, build_loader
 from .data.preprocess import load_image
 from .data.transforms import build_eval_transform
@@ -135,7 +136,13 @@ def run_accuracy(predict: Callable[[torch.Tensor], torch.Tensor], batches: Itera
 
 
 def label_map(dataset_classes: Sequence[str], model_classes: Sequence[str] | None, num_outputs: int) -> torch.Tensor:
-    """Dataset label -> model output index: by class name when the weights carry names, else one to one."""
+    """Dataset label -> model output index: by class name when the weights carry names; by WordNet id for
+    1000-class weights without names and folders named by ImageNet synsets (a subset such as Imagenette); else
+    one to one."""
+    if not model_classes and num_outputs == NUM_IMAGENET_CLASSES and len(dataset_classes) < num_outputs:
+        wnids = imagenet_wnids()
+        if set(dataset_classes) <= set(wnids):
+            model_classes = wnids
     if model_classes:
         index = {name: i for i, name in enumerate(model_classes)}
         unknown = [c for c in dataset_classes if c not in index]

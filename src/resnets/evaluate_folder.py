@@ -15,7 +15,8 @@ from .weights.resolve import model_from_weights
 
 @dataclass
 class EvalSettings:
-    weights: str
+    weights: str | None
+    """A weight file; None with `pretrained`."""
     data: str
     model: str | None = None
     split: str = "val"
@@ -34,6 +35,8 @@ class EvalSettings:
     real_labels: str | None = None
     strict: bool = False
     device: str = "cpu"
+    pretrained: str | None = None
+    """A published tag instead of a file (TAG with `model`, or MODEL.TAG): see resnets.weights.hub."""
 
 
 def _split_dataset(data: str, split: str, transform, strict: bool):
@@ -47,7 +50,7 @@ def evaluate_folder(settings: EvalSettings, *, verbose: bool = False) -> dict[st
     from .inference.best import BestOptions
     from .inference.modes import prepare
 
-    model = model_from_weights(settings.weights, settings.model)
+    model = model_from_weights(settings.weights, settings.model, pretrained=settings.pretrained)
     config = model.config
     img_size = settings.img_size or config.eval_size
     crop_pct = settings.crop_pct or config.crop_pct
@@ -68,14 +71,14 @@ def evaluate_folder(settings: EvalSettings, *, verbose: bool = False) -> dict[st
     skipped: list[str] = []
     acc = run_accuracy(runner, loader, config.num_classes, normaliser(config, settings.device),
                        label_sets=label_sets, sample_names=files, label_map=mapping, on_skipped=skipped.extend)
-    names = list(getattr(model, "class_names", None) or dataset.classes)
     per_class = {}
-    if label_sets is None:
+    if label_sets is None:  # keyed by the folder's class names, whichever output each maps to
         values = acc.per_class()
-        for label in mapping.tolist():
-            per_class[names[label] if label < len(names) else str(label)] = values[label]
+        for name, label in zip(dataset.classes, mapping.tolist(), strict=True):
+            per_class[name] = values[label]
     return {
-        "weights": str(settings.weights), "data": settings.data, "split": settings.split, "n": acc.n,
+        "weights": str(settings.weights) if settings.weights is not None else None,
+        "pretrained": settings.pretrained, "data": settings.data, "split": settings.split, "n": acc.n,
         "top1": acc.top(1), "top5": acc.top(5), "per_class": per_class, "img_size": img_size,
         "crop_pct": crop_pct, "interpolation": interpolation, "mode": runner.mode, "backend": runner.backend,
         "precision": runner.precision, "agreement": runner.agreement, "notes": runner.notes,

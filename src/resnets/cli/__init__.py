@@ -13,7 +13,7 @@ from ..errors import ResnetsError
 COMMANDS: dict[str, tuple[str, str]] = {
     "models": ("models", "list the model presets with parameters and MACs"),
     "info": ("info", "per-stage shapes, blocks, parameters and MACs of one model"),
-    "convert": ("convert", "convert timm/torchvision weights to a resnets safetensors file"),
+    "convert": ("convert", "convert timm/torchvision/Keras/PaddleClas weights to a resnets safetensors file"),
     "recipes": ("recipes", "list the training recipes, or print one"),
     "train": ("train", "train a model with a published recipe"),
     "eval": ("evaluate", "evaluate weights on an image folder"),

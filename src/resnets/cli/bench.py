@@ -22,24 +22,31 @@ def _int_list(text: str) -> tuple[int, ...]:
     return values
 
 
-def _model_or_name(text: str) -> str | tuple[str, object]:
-    """A preset name stays a name; an existing file is loaded as a resnets checkpoint (its weights and
-    class names matter for int8's top-1)."""
-    path = Path(text)
-    if not path.is_file():
-        return text
+def _model_or_name(text: str, pretrained: str | None = None) -> str | tuple[str, object]:
+    """A preset name stays a name; an existing file is loaded as a resnets checkpoint, MODEL.TAG (or a preset
+    with --pretrained TAG) as the published weights (their weights and class names matter for int8's top-1)."""
     from .predict import model_from_weights
 
-    return path.stem, model_from_weights(path)
+    path = Path(text)
+    if path.is_file():
+        if pretrained is not None:
+            raise ResnetsError(f"--pretrained {pretrained} loads published weights into preset names; {text} is "
+                               "a file (name the preset instead, or drop --pretrained)")
+        return path.stem, model_from_weights(path)
+    if pretrained is None and "." not in text:
+        return text
+    from ..weights.hub import split_tag
+
+    preset, tag = split_tag(None if pretrained is None else text, pretrained or text)
+    return f"{preset}.{tag}", model_from_weights(None, preset, pretrained=tag)
 
 
-def _student_classes(models: list[str]) -> int:
+def _student_classes(entries: list[str | tuple[str, object]]) -> int:
     """The class count the students of a distillation bench share (a teacher predicts one)."""
     from ..models.registry import get_config
 
     counts = set()
-    for text in models:
-        entry = _model_or_name(text)
+    for entry in entries:
         counts.add(entry[1].config.num_classes if isinstance(entry, tuple) else get_config(entry).num_classes)
     if len(counts) != 1:
         raise ResnetsError(f"--teacher: the models predict different class counts ({sorted(counts)}); bench one "
@@ -49,7 +56,11 @@ def _student_classes(models: list[str]) -> int:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("models", nargs="+", metavar="MODEL",
-                        help="preset names (random weights: speed only) or resnets checkpoint files")
+                        help="preset names (random weights: speed only), resnets checkpoint files, or published "
+                             "weights as MODEL.TAG (resnet50.a1_in1k)")
+    parser.add_argument("--pretrained", metavar="TAG", default=None,
+                        help="load the weights published under TAG into every named preset (a1_in1k, "
+                             "IMAGENET1K_V2; `resnets models --pretrained`)")
     parser.add_argument("--batch-size", type=_int_list, default=(1, 16), metavar="N[,N...]",
                         help="batch sizes to time (default 1,16)")
     parser.add_argument("--img-size", type=int, default=None, help="image size (default: each model's eval size)")
@@ -97,6 +108,7 @@ def run(args: argparse.Namespace) -> int:
                            "--teacher WEIGHTS")
     if args.teacher and not args.train:
         raise ResnetsError("--teacher times the distillation training step; add --train")
+    entries = [_model_or_name(m, args.pretrained) for m in args.models]
     if args.train:
         from functools import partial
 
@@ -108,11 +120,11 @@ def run(args: argparse.Namespace) -> int:
         if args.teacher:  # read (and checked) before any measuring
             from ..train.teacher import read_teacher
 
-            teacher = read_teacher(args.teacher, args.teacher_model, num_classes=_student_classes(args.models))
+            teacher = read_teacher(args.teacher, args.teacher_model, num_classes=_student_classes(entries))
             extra = dict(teacher=teacher, distill=args.distill or recipe.distill or "kd",
                          teacher_bn=recipe.teacher_bn)
         train_bench = partial(bench_training, recipe=recipe, **extra)
-    records = run_bench([_model_or_name(m) for m in args.models], settings, verbose=True, train_bench=train_bench)
+    records = run_bench(entries, settings, verbose=True, train_bench=train_bench)
     if args.json:
         print(json.dumps([r.to_dict() for r in records], indent=2))
     else:

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
-from .inference_options import add_inference_arguments, apply_threads, precision_of
+from ..weights.resolve import weights_label
+from .inference_options import add_inference_arguments, add_weights_arguments, apply_threads, precision_of
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--weights", required=True, help="weights file (ours; or timm/torchvision with --model)")
-    parser.add_argument("--model", help="preset name, needed for weights without our metadata")
+    add_weights_arguments(parser)
     parser.add_argument("--data", required=True, help="image-folder root with val/<class>/*, or a split folder")
     parser.add_argument("--split", default="val")
     parser.add_argument("--img-size", type=int, help="evaluation size (default: the model's test size)")
@@ -30,7 +29,8 @@ def run(args: argparse.Namespace) -> int:
     from ..evaluate_folder import EvalSettings, evaluate_folder
 
     apply_threads(args)
-    settings = EvalSettings(weights=args.weights, model=args.model, data=args.data, split=args.split,
+    settings = EvalSettings(weights=args.weights, pretrained=args.pretrained, model=args.model, data=args.data,
+                            split=args.split,
                             img_size=args.img_size, crop_pct=args.crop_pct, interpolation=args.interpolation,
                             batch_size=args.batch_size, workers=args.workers, mode=args.mode,
                             precision=precision_of(args), calib=args.calib, allow_int8=args.allow_int8,
@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
-    print(f"{Path(args.weights).name} on {result['data']} ({result['n']} images, {result['img_size']} px, "
+    print(f"{weights_label(args.weights, args.model, args.pretrained)} on {result['data']} ({result['n']} images, {result['img_size']} px, "
           f"crop {result['crop_pct']}, {result['interpolation']}, mode {result['mode']} {result['precision']})")
     print(f"top-1 {result['top1']:.2f}  top-5 {result['top5']:.2f}")
     if result["per_class"]:

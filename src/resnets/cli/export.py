@@ -12,12 +12,12 @@ import argparse
 
 from ..export import FORMATS, check_request, export_model
 from ..hardware import normalise_precision
+from .inference_options import add_weights_arguments
 from .predict import model_from_weights
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--weights", required=True, help="weight file (ours, or timm/torchvision with --model)")
-    parser.add_argument("--model", default=None, help="architecture, for weights without our metadata")
+    add_weights_arguments(parser)
     parser.add_argument("--format", required=True, help=f"one of: {', '.join(FORMATS)}")
     parser.add_argument("--out", required=True, help="file to write (.onnx, .xml for OpenVINO IR, or .pt)")
     parser.add_argument("--img-size", type=int, default=None, help="example input size (default: model's eval size)")
@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     # every usage error before the weights are loaded: fail fast on a typo
     check_request(args.format, precision, opset=args.opset, dynamic_size=args.dynamic_size, calib=args.calib,
                   out=args.out)
-    model = model_from_weights(args.weights, args.model)
+    model = model_from_weights(args.weights, args.model, pretrained=args.pretrained)
     report = export_model(model, args.out, args.format, img_size=args.img_size, opset=args.opset,
                           precision=precision, dynamic_size=args.dynamic_size, calib=args.calib, val=args.int8_val)
     for line in report.summary():

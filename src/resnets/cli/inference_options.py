@@ -30,6 +30,18 @@ def add_inference_arguments(parser: argparse.ArgumentParser, *, default_mode: st
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for every backend (default: torch's)")
 
 
+def add_weights_arguments(parser: argparse.ArgumentParser) -> None:
+    """--weights FILE or --pretrained TAG (exactly one), and --model for the files and tags that need it."""
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--weights", help="weight file (ours; or timm/torchvision with --model)")
+    source.add_argument("--pretrained", metavar="TAG",
+                        help="weights a peer publishes: a timm tag (a1_in1k, tv2_in1k, ...) or torchvision's "
+                             "(IMAGENET1K_V2) with --model, or MODEL.TAG (resnet50.a1_in1k); from the local "
+                             "Hugging Face / torch hub cache, else downloaded (`resnets models --pretrained`)")
+    parser.add_argument("--model", default=None,
+                        help="preset name: the architecture of a timm/torchvision file, or of --pretrained TAG")
+
+
 def precision_of(args: argparse.Namespace) -> str | None:
     return normalise_precision(args.precision) if args.precision is not None else None
 

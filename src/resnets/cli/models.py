@@ -1,4 +1,5 @@
-"""`resnets models [PATTERN] [--json]`: the preset zoo with parameters and MACs at each preset's own size."""
+"""`resnets models [PATTERN] [--json]`: the preset zoo with parameters and MACs at each preset's own size;
+`--pretrained`: the weights timm and torchvision publish for the presets, by tag."""
 
 from __future__ import annotations
 
@@ -21,6 +22,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     style.add_argument("--json", action="store_true", help="print a JSON list of records instead of a table")
     style.add_argument("--markdown", action="store_true",
                        help="print a Markdown page (docs/models.md is `resnets models --markdown`)")
+    parser.add_argument("--pretrained", action="store_true",
+                        help="list the published weights by tag (for create_model(NAME, pretrained=TAG) and "
+                             "--pretrained): published top-1, its resolution and crop, where they come from, "
+                             "and whether they are in the local cache")
 
 
 def matching_models(pattern: str | None) -> list[str]:
@@ -80,7 +85,45 @@ def format_markdown(records: list[dict[str, Any]], pattern: str | None = None) -
     return "\n".join(lines)
 
 
+def pretrained_records(names: list[str]) -> list[dict[str, Any]]:
+    """One row per published weight file of each preset (presets without any are left out)."""
+    from ..weights.hub import cached_path
+    from ..weights.published import published_for
+
+    return [{
+        "model": name, "tag": entry.tag, "top1": entry.top1, "img_size": entry.test_size, "crop_pct": entry.crop_pct,
+        "interpolation": entry.interpolation, "train_img_size": entry.train_size, "source": entry.source,
+        "peer_model": entry.model, "url": entry.url, "file": entry.file, "cached": cached_path(entry) is not None,
+    } for name in names for entry in published_for(name)]
+
+
+def _origin(r: dict[str, Any]) -> str:
+    own = "" if r["peer_model"] == r["model"] else f" (as {r['peer_model']})"
+    return (f"hf.co/timm/{r['peer_model']}.{r['tag']}" if r["source"] == "timm" else f"torchvision {r['file']}") + own
+
+
+def format_pretrained(records: list[dict[str, Any]]) -> str:
+    width = max(len("model"), *(len(r["model"]) for r in records))
+    tag_width = max(len("tag"), *(len(r["tag"]) for r in records))
+    lines = [f"{'model':<{width}}  {'tag':<{tag_width}}  {'top-1':>6}  {'size':>4}  {'crop':>5}  {'interp':<8}  "
+             f"{'cached':<6}  weights from"]
+    for r in records:
+        lines.append(f"{r['model']:<{width}}  {r['tag']:<{tag_width}}  {r['top1']:>6.3f}  {r['img_size']:>4}  "
+                     f"{r['crop_pct']:>5.3f}  {r['interpolation']:<8}  {'yes' if r['cached'] else '-':<6}  {_origin(r)}")
+    return "\n".join(lines)
+
+
+def format_pretrained_markdown(records: list[dict[str, Any]]) -> str:
+    lines = ["| model | tag | top-1 | size | crop | interpolation | weights from |", "|---|---|--:|--:|--:|---|---|"]
+    for r in records:
+        lines.append(f"| `{r['model']}` | `{r['tag']}` | {r['top1']:.3f} | {r['img_size']} | {r['crop_pct']:g} | "
+                     f"{r['interpolation']} | {_origin(r)} |")
+    return "\n".join(lines)
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.pretrained:
+        return _run_pretrained(args)
     records = [model_record(name) for name in matching_models(args.pattern)]
     if args.json:
         print(json.dumps(records, indent=2))
@@ -91,4 +134,21 @@ def run(args: argparse.Namespace) -> int:
     print(format_table(records))
     print(f"{len(records)} model(s). GMACs: conv + linear multiply-accumulates at 'size' (FLOPs = 2 x MACs); "
           "'test': the preset's evaluation size.")
+    return 0
+
+
+def _run_pretrained(args: argparse.Namespace) -> int:
+    records = pretrained_records(matching_models(args.pattern))
+    if not records:
+        raise ResnetsError(f"no published weights for the presets matching {args.pattern!r}")
+    if args.json:
+        print(json.dumps(records, indent=2))
+    elif args.markdown:
+        print(format_pretrained_markdown(records))
+    else:
+        print(format_pretrained(records))
+        cached = sum(r["cached"] for r in records)
+        print(f"{len(records)} published weight file(s) for {len({r['model'] for r in records})} preset(s), "
+              f"{cached} in the local cache. top-1: as published (timm's results-imagenet.csv, torchvision's "
+              "weight metadata) at 'size' and 'crop', which create_model(NAME, pretrained=TAG) sets.")
     return 0

@@ -22,7 +22,13 @@ from ..evaluate import image_loader, logits_loop, normaliser
 from ..inference.modes import prepare
 from ..models.resnet import ResNet
 from ..weights.resolve import has_resnets_config, model_from_weights  # noqa: F401 (re-exported for bench/export)
-from .inference_options import add_inference_arguments, apply_threads, best_options, precision_of
+from .inference_options import (
+    add_inference_arguments,
+    add_weights_arguments,
+    apply_threads,
+    best_options,
+    precision_of,
+)
 
 
 def expand_images(paths: list[str]) -> tuple[list[Path], list[dict]]:
@@ -42,8 +48,7 @@ def expand_images(paths: list[str]) -> tuple[list[Path], list[dict]]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files (or directories of images)")
-    parser.add_argument("--weights", required=True, help="weight file (ours, or timm/torchvision with --model)")
-    parser.add_argument("--model", default=None, help="architecture, for weights without our metadata")
+    add_weights_arguments(parser)
     parser.add_argument("--topk", type=int, default=5, help="classes to show per image (default 5)")
     parser.add_argument("--json", action="store_true", help="print a JSON list instead of text")
     add_inference_arguments(parser, default_mode="fused")
@@ -93,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise ResnetsError(f"--batch-size must be >= 1, got {args.batch_size}")
     apply_threads(args)
-    model = model_from_weights(args.weights, args.model)
+    model = model_from_weights(args.weights, args.model, pretrained=args.pretrained)
     images, failures = expand_images(args.images)
     predictions, unreadable = predict(model, images, topk=args.topk, mode=args.mode, img_size=args.img_size,
                                       batch_size=args.batch_size, precision=precision_of(args), calib=args.calib,

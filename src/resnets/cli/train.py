@@ -25,8 +25,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, help="random seed (default: the recipe's, 0)")
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                         help="override any recipe field; model.KEY=VALUE overrides the model config (repeatable)")
-    parser.add_argument("--weights", help="initialise from weights (ours, timm or torchvision)")
-    parser.add_argument("--reset-head", action="store_true", help="load only the backbone of --weights")
+    initial = parser.add_mutually_exclusive_group()
+    initial.add_argument("--weights", help="initialise from weights (ours, timm or torchvision)")
+    initial.add_argument("--pretrained", metavar="TAG",
+                         help="initialise from weights a peer publishes: a tag of the model (a1_in1k, IMAGENET1K_V2) "
+                              "or MODEL.TAG, from the local hub cache or downloaded (`resnets models --pretrained`)")
+    parser.add_argument("--reset-head", action="store_true",
+                        help="load only the backbone of --weights / --pretrained")
     group = parser.add_argument_group("distillation (see docs/distillation.md)")
     group.add_argument("--teacher", metavar="WEIGHTS",
                        help="distil from this frozen teacher (ours, timm or torchvision weights)")
@@ -89,10 +94,13 @@ def run(args: argparse.Namespace) -> int:
             raise ResnetsError(f"--resume continues the run with its recorded settings; drop {flags}")
         trainer = Trainer(TrainOptions(**runtime), resume_dir=args.resume)
     else:
+        model, weights = args.model, args.weights
+        if args.pretrained:
+            model, weights = _published_weights(args)
         options = TrainOptions(
-            data=args.data, recipe=args.recipe, model=args.model, out=args.out, epochs=args.epochs,
+            data=args.data, recipe=args.recipe, model=model, out=args.out, epochs=args.epochs,
             batch_size=args.batch_size, img_size=args.img_size, eval_img_size=args.eval_img_size, lr=args.lr,
-            seed=args.seed, sets=args.sets, weights=args.weights, reset_head=args.reset_head, strict=args.strict,
+            seed=args.seed, sets=args.sets, weights=weights, reset_head=args.reset_head, strict=args.strict,
             channels_last=args.channels_last, compile=args.compile, sync_bn=args.sync_bn,
             deterministic=args.deterministic, teacher=args.teacher, teacher_model=args.teacher_model,
             distill=args.distill, distill_alpha=args.distill_alpha, temperature=args.temperature,
@@ -103,6 +111,17 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary, indent=2))
     return 0
+
+
+def _published_weights(args: argparse.Namespace) -> tuple[str | None, str]:
+    """(model, file) for --pretrained: the tag's cached (or downloaded, checked) file; MODEL.TAG also names the
+    model, a bare TAG belongs to --model or the recipe's model. The run records the file like any --weights."""
+    from ..train.recipe import load_recipe
+    from ..weights.hub import fetch, find_published, split_tag
+
+    default = None if "." in args.pretrained else load_recipe(args.recipe).model
+    preset, tag = split_tag(args.model or default, args.pretrained)
+    return args.model or preset, str(fetch(find_published(preset, tag)).path)
 
 
 def build_defaults() -> argparse.Namespace:

@@ -40,6 +40,13 @@ def _write_json(path: Path, data: Any) -> None:
     atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(data, indent=2) + "\n"))
 
 
+def _identity(spec: dict) -> dict:
+    """What makes two studies the same: everything but the published numbers they are compared with, so a
+    corrected paper value updates an existing study instead of orphaning its finished runs."""
+    steps = [{k: v for k, v in step.items() if k != "paper_top1"} for step in spec.get("steps", [])]
+    return {**spec, "steps": steps} if "steps" in spec else spec
+
+
 def prepare_directory(study: Study, out: Path, runs: list[PlannedRun]) -> list[RunEntry]:
     """Create DIR/study.json, or check that the existing one records this same study and these same runs."""
     entries = [_entry(r) for r in runs]
@@ -53,7 +60,7 @@ def prepare_directory(study: Study, out: Path, runs: list[PlannedRun]) -> list[R
         if not isinstance(recorded, dict) or recorded.get("format") != STUDY_FORMAT:
             raise ResnetsError(f"{path} is not a resnets study spec")
         old = {k: v for k, v in recorded.items() if k != "runs"}
-        if old != spec:
+        if _identity(old) != _identity(spec):
             keys = sorted(k for k in set(old) | set(spec) if old.get(k) != spec.get(k))
             raise ResnetsError(f"{out} holds a different {old.get('kind')} study ({', '.join(keys)} differ); "
                                "repeat its own command to resume it, or choose another --out")
@@ -62,6 +69,8 @@ def prepare_directory(study: Study, out: Path, runs: list[PlannedRun]) -> list[R
             changed = next((e for e, rid in zip(entries, recorded_ids, strict=False) if e.run_id != rid), entries[0])
             raise ResnetsError(f"{out}: run {changed.label} now resolves to another configuration than when the study "
                                "started (recipe file or resnets changed?); use another --out")
+        if old != spec:  # only the published reference values moved (a corrected table): keep the new ones
+            _write_json(path, {**spec, "runs": recorded["runs"]})
         return entries
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ResnetsError(f"{out} exists and is not a study directory (no {SPEC_FILE}); choose another --out")
