@@ -386,3 +386,36 @@ def test_bad_input_one_line(args, message, folders, teacher_file, tmp_path, caps
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1, err
     assert not (tmp_path / "x" / "run.json").exists()
+
+
+def test_kd_step_matches_timm_logit_distillation_task(tmp_path):
+    """Parity with timm's own KD (timm.task.distillation, random weights): the same student, a teacher with
+    another normalisation, the same batch: the same loss and the same gradient at the input."""
+    timm = pytest.importorskip("timm")
+    timm_distillation = pytest.importorskip("timm.task.distillation")
+    torch.manual_seed(0)
+    their_student, their_teacher = timm.create_model("resnet10t", num_classes=5), timm.create_model("resnet10t",
+                                                                                                  num_classes=5)
+    their_teacher.pretrained_cfg = {**their_teacher.pretrained_cfg, "mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5)}
+    task = timm_distillation.LogitDistillationTask(their_student, their_teacher, criterion=torch.nn.CrossEntropyLoss(),
+                                                   task_loss_weight=0.3, temperature=2.0, device=torch.device("cpu"),
+                                                   verbose=False)
+    task.train()
+    paths = []
+    for name, model in (("student", their_student), ("teacher", their_teacher)):
+        paths.append(tmp_path / f"{name}.pth")
+        torch.save(model.state_dict(), paths[-1])
+    student = resnets.create_model("resnet10t", weights=paths[0], source="timm").train()
+    teacher = Teacher(resnets.create_model("resnet10t", weights=paths[1], source="timm", mean=(0.5, 0.5, 0.5),
+                                           std=(0.5, 0.5, 0.5), input_size=32),
+                      student_mean=student.config.mean, student_std=student.config.std, student_size=32)
+    assert teacher.converts and teacher.size is None  # timm's teacher converts normalisation, never resolution
+    images, targets = torch.randn(6, 3, 32, 32), torch.randint(0, 5, (6,))
+    theirs_in, ours_in = images.clone().requires_grad_(), images.clone().requires_grad_()
+    theirs = task(theirs_in, targets)["loss"]
+    distillation = Distillation(teacher, "kd", task_loss=CrossEntropy(reduction="none"), alpha=0.7, temperature=2.0)
+    ours = distillation.loss(student(ours_in), teacher(ours_in), targets, torch.ones(6, dtype=torch.bool))
+    torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-6)
+    theirs.backward()
+    ours.backward()
+    torch.testing.assert_close(ours_in.grad, theirs_in.grad, rtol=1e-4, atol=1e-7)
