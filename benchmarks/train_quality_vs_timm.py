@@ -4,7 +4,8 @@ Same recipe (resolved once by our spec resolver, then handed to both sides as fi
 same budget (epochs, batch, optimiser steps), same seeds, and by default the same initial weights (timm's
 resnet init drawn with the seed, given to `resnets train --weights` and loaded by the timm loop). Each run is
 its own process: ours is the real CLI (`python -m resnets train`), timm's is benchmarks/timm_train_loop.py.
-The order alternates seed by seed so that a drifting machine load penalises both sides alike.
+By default the two runs of a seed train at the same time, one single-threaded process each, so that both see
+the same machine load (`--sequential` runs them one after the other, alternating which goes first).
 
 Data: the training images of the folder are split per class by sorted file name; the last
 `--holdout-per-class` images of each class are set aside and never trained on nor validated on by either side
@@ -12,7 +13,7 @@ Data: the training images of the folder are split per class by sorted file name;
 step, not the best epoch, so no side selects on val) are scored by one evaluator (timm's eval pipeline at the
 recipe's evaluation size) on val and on the held-out images.
 
-    python benchmarks/train_quality_vs_timm.py                       # ResNet-18 @32 px, RSB-A3, 4 epochs, 3 seeds
+    python benchmarks/train_quality_vs_timm.py     # ResNet-18 @32 px, RSB-A3, 6000 CIFAR images, 4 epochs, 3 seeds
     python benchmarks/train_quality_vs_timm.py --seeds 0,1,2,3,4 --epochs 5 --json
     python benchmarks/train_quality_vs_timm.py --smoke               # a few images, 2 steps a side, 2 seeds
 
@@ -208,38 +209,59 @@ def _env(threads: int) -> dict[str, str]:
     return dict(os.environ, PYTHONPATH=path, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
 
 
-def _run(cmd: list[str], log: Path, threads: int) -> float:
-    start = time.perf_counter()
-    with open(log, "w") as handle:
-        done = subprocess.run(cmd, stdout=handle, stderr=subprocess.STDOUT, cwd=ROOT, env=_env(threads))
-    wall = time.perf_counter() - start
-    if done.returncode != 0:
-        tail = log.read_text()[-2000:]
-        raise RuntimeError(f"{' '.join(cmd[:4])}... exited {done.returncode}; log {log}:\n{tail}")
-    return wall
+class Job:
+    """One training process; its wall time runs from start to exit (interpreter start and imports included)."""
+
+    def __init__(self, cmd: list[str], log: Path, threads: int) -> None:
+        self.cmd, self.log = cmd, log
+        self.handle = open(log, "w")  # noqa: SIM115 - closed in wait()
+        self.start = time.perf_counter()
+        self.process = subprocess.Popen(cmd, stdout=self.handle, stderr=subprocess.STDOUT, cwd=ROOT,
+                                        env=_env(threads))
+
+    def wait(self) -> float:
+        code = self.process.wait()
+        wall = time.perf_counter() - self.start
+        self.handle.close()
+        if code != 0:
+            raise RuntimeError(f"{' '.join(self.cmd[:4])}... exited {code}; log {self.log}:\n"
+                               f"{self.log.read_text()[-2000:]}")
+        return wall
 
 
-def run_ours(args: argparse.Namespace, data_root: str, seed: int, init: Path | None, out: Path) -> dict[str, Any]:
+def start_ours(args: argparse.Namespace, data_root: str, seed: int, init: Path | None, out: Path) -> Job:
     cmd = [sys.executable, "-m", "resnets", "train", "--data", data_root, "--recipe", args.recipe, "--model",
            args.model, "--epochs", str(args.epochs), "--batch-size", str(args.batch_size), "--img-size",
            str(args.img_size), "--seed", str(seed), "--out", str(out), "--workers", str(args.workers),
            "--no-progress", "--no-tensorboard", "--save-every-minutes", "0", "--json"]
     if init is not None:
         cmd += ["--weights", str(init)]
-    wall = _run(cmd, out.parent / f"{out.name}.log", args.threads)
+    return Job(cmd, out.parent / f"{out.name}.log", args.threads)
+
+
+def finish_ours(job: Job, out: Path) -> dict[str, Any]:
+    wall = job.wait()
     summary = json.loads((out / "summary.json").read_text())
     record = json.loads((out / "run.json").read_text())
     return {"wall_s": wall, "summary": summary, "record": record, "weights": out / "last.safetensors"}
 
 
-def run_timm(cfg: dict[str, Any], seed: int, init: Path | None, out: Path, threads: int) -> dict[str, Any]:
+def start_timm(cfg: dict[str, Any], seed: int, init: Path | None, out: Path, threads: int) -> Job:
     config = {**cfg, "seed": seed, "init": str(init) if init else None}
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(config, indent=1))
-    wall = _run([sys.executable, str(HERE / "timm_train_loop.py"), str(out / "config.json"), str(out)],
-                out.parent / f"{out.name}.log", threads)
+    return Job([sys.executable, str(HERE / "timm_train_loop.py"), str(out / "config.json"), str(out)],
+               out.parent / f"{out.name}.log", threads)
+
+
+def finish_timm(job: Job, out: Path) -> dict[str, Any]:
+    wall = job.wait()
     result = json.loads((out / "result.json").read_text())
     return {"wall_s": wall, "result": result, "weights": out / "final.safetensors"}
+
+
+def _finish(side: str, job: Job, out: Path) -> dict[str, Any]:
+    return finish_ours(job, out) if side == "resnets" else finish_timm(job, out)
 
 
 def check_ours_matches(record: dict[str, Any], cfg: dict[str, Any]) -> None:
@@ -338,11 +360,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated; each seed trains both sides")
     parser.add_argument("--holdout-per-class", type=int, default=200,
                         help="training images per class set aside for the final score only")
-    parser.add_argument("--train-per-class", type=int, default=None, help="cap on trained images per class")
+    parser.add_argument("--train-per-class", type=int, default=600,
+                        help="trained images per class (0: all that are not held out)")
     parser.add_argument("--val-per-class", type=int, default=None, help="cap on val images per class")
     parser.add_argument("--init", choices=("shared", "own"), default="shared",
                         help="shared: both start from timm's init drawn with the seed; own: each side its own init")
-    parser.add_argument("--threads", type=int, default=2, help="torch threads per training process")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per training process")
+    parser.add_argument("--sequential", dest="concurrent", action="store_false",
+                        help="train the two sides of a seed one after the other (default: both at once, one "
+                             "process each, so that both see the same machine load)")
     parser.add_argument("--workers", type=int, default=1, help="data-loading workers per training process")
     parser.add_argument("--work", default=None, help="where runs and split links go (default: a temporary dir)")
     parser.add_argument("--smoke", action="store_true",
@@ -376,7 +402,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         splits = build_splits(Path(args.data), work, holdout_per_class=args.holdout_per_class,
-                              train_per_class=args.train_per_class, val_per_class=args.val_per_class)
+                              train_per_class=args.train_per_class or None, val_per_class=args.val_per_class)
         spec = resolve_ours(args, splits["data_root"])
         cfg = timm_config(spec, train_images=splits["counts"]["train"], threads=args.threads, workers=args.workers)
         cfg.update(train_root=str(Path(splits["data_root"]) / "train"), val_root=str(Path(splits["data_root"]) / "val"))
@@ -403,22 +429,37 @@ def main(argv: list[str] | None = None) -> int:
             init = work / f"init-{seed}.safetensors"
             write_init(cfg["model"], len(classes), seed, init)
         sides = ["resnets", "timm"] if index % 2 == 0 else ["timm", "resnets"]
+        outs = {"resnets": work / f"resnets-{seed}", "timm": work / f"timm-{seed}"}
+        jobs: dict[str, Job] = {}
+        done: dict[str, dict[str, Any]] = {}
+        for side in sides:  # concurrent: both start now, under the same load; else one after the other
+            jobs[side] = (start_ours(args, splits["data_root"], seed, init, outs[side]) if side == "resnets"
+                          else start_timm(cfg, seed, init, outs[side], args.threads))
+            if not args.concurrent:
+                done[side] = _finish(side, jobs[side], outs[side])
+        try:
+            for side in sides:
+                if side not in done:
+                    done[side] = _finish(side, jobs[side], outs[side])
+        finally:  # one side failed: stop the other rather than leave it running
+            for job in jobs.values():
+                if job.process.poll() is None:
+                    job.process.kill()
+                    job.process.wait()
         for side in sides:
+            run = done[side]
             if side == "resnets":
-                done = run_ours(args, splits["data_root"], seed, init, work / f"resnets-{seed}")
-                check_ours_matches(done["record"], cfg)
-                summary = done["summary"]
-                self_val, img_s = summary["final_top1"], summary["train_img_per_s"]
+                check_ours_matches(run["record"], cfg)
+                self_val, img_s = run["summary"]["final_top1"], run["summary"]["train_img_per_s"]
             else:
-                done = run_timm(cfg, seed, init, work / f"timm-{seed}", args.threads)
-                if done["result"]["classes"] != classes or done["result"]["steps_per_epoch"] != cfg["steps_per_epoch"]:
-                    raise RuntimeError(f"the timm loop saw other classes or steps: {done['result']}")
-                self_val, img_s = done["result"]["final_top1"], done["result"]["train_img_per_s"]
-            scores = score(done["weights"], cfg, len(classes), loaders)
+                if run["result"]["classes"] != classes or run["result"]["steps_per_epoch"] != cfg["steps_per_epoch"]:
+                    raise RuntimeError(f"the timm loop saw other classes or steps: {run['result']}")
+                self_val, img_s = run["result"]["final_top1"], run["result"]["train_img_per_s"]
+            scores = score(run["weights"], cfg, len(classes), loaders)
             rows.append({"seed": seed, "side": side, **scores, "self_val": self_val, "train_img_per_s": img_s,
-                         "wall_s": done["wall_s"]})
+                         "wall_s": run["wall_s"]})
             print(f"seed {seed} {side}: val {scores['val']:.2f}, held-out {scores['holdout']:.2f} "
-                  f"(self-reported val {self_val:.2f}), {done['wall_s']:.0f} s", flush=True)
+                  f"(self-reported val {self_val:.2f}), {run['wall_s']:.0f} s", flush=True)
     results = report(rows, splits)
     results.update(config=cfg, machine=_machine(), total_wall_s=round(time.perf_counter() - start, 1),
                    work=str(work), init=args.init)

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -38,3 +39,47 @@ def test_host_memory_benchmark_reports_both_policies():
     out = _run("host_memory.py", "--model", "resnet18", "--batch-size", "2", "--img-size", "64", "--reps", "1",
                "--warmup", "1", "--threads", "1")
     assert "| default (released) |" in out and "| retained |" in out and "retained / default:" in out
+
+
+@pytest.mark.slow
+def test_train_quality_vs_timm_smoke_trains_both_sides_with_one_config(tmp_path):
+    pytest.importorskip("timm")
+    data = ROOT.parent / "shared" / "data" / "cifar10-mini"
+    if not data.is_dir():
+        pytest.skip("needs ../shared/data/cifar10-mini")
+    out = _run("train_quality_vs_timm.py", "--smoke", "--threads", "1", "--workers", "0", "--work",
+               str(tmp_path / "work"), "--json")
+    table = [line for line in out.splitlines() if line.startswith("| ") and line.count("|") == 5]
+    settings = {line.split("|")[1].strip(): line.split("|")[4].strip() for line in table[1:]}
+    assert {"lr", "warmup_steps", "bce_target_threshold", "auto_augment", "steps_per_epoch"} <= set(settings)
+    assert set(settings.values()) == {"yes"}, table
+    assert "largest per-step lr difference 0.000 %" in out
+    results = json.loads(out.strip().splitlines()[-1])
+    rows = results["per_seed"]
+    assert sorted((r["seed"], r["side"]) for r in rows) == [(0, "resnets"), (0, "timm"), (1, "resnets"), (1, "timm")]
+    assert [r["side"] for r in rows] == ["resnets", "timm", "timm", "resnets"]  # order alternates by seed
+    assert all(0 <= r["val"] <= 100 and 0 <= r["holdout"] <= 100 and r["wall_s"] > 0 for r in rows)
+    assert results["splits"] == {"train": 20, "val": 10, "holdout": 10}
+    assert results["config"]["steps_per_epoch"] == 2 and results["metrics"]["val"]["se"] is not None
+    # both sides started from the same initial weights and trained for real: the final weights differ from them
+    from safetensors.torch import load_file
+
+    init = load_file(str(tmp_path / "work" / "init-0.safetensors"))
+    ours = load_file(str(tmp_path / "work" / "resnets-0" / "last.safetensors"))
+    theirs = load_file(str(tmp_path / "work" / "timm-0" / "final.safetensors"))
+    assert not torch.equal(init["fc.weight"], ours["fc.weight"]) and not torch.equal(init["fc.weight"],
+                                                                                       theirs["fc.weight"])
+
+
+def test_train_quality_vs_timm_refuses_a_recipe_with_ema(tmp_path):
+    from PIL import Image
+
+    data = tmp_path / "data"
+    for split in ("train", "val"):
+        for name in ("a", "b"):
+            (data / split / name).mkdir(parents=True)
+            Image.new("RGB", (8, 8)).save(data / split / name / "0.png")
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "train_quality_vs_timm.py"), "--data", str(data),
+                             "--recipe", "torchvision-v2", "--holdout-per-class", "0", "--work", str(tmp_path / "w")],
+                            capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert result.returncode == 2 and "EMA" in result.stderr.strip().splitlines()[-1], result.stderr[-2000:]
