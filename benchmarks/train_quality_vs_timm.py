@@ -13,7 +13,7 @@ Data: the training images of the folder are split per class by sorted file name;
 step, not the best epoch, so no side selects on val) are scored by one evaluator (timm's eval pipeline at the
 recipe's evaluation size) on val and on the held-out images.
 
-    python benchmarks/train_quality_vs_timm.py     # ResNet-18 @32 px, RSB-A3, 6000 CIFAR images, 4 epochs, 3 seeds
+    python benchmarks/train_quality_vs_timm.py     # ResNet-18 @32 px, RSB-A3, 4000 CIFAR images, 4 epochs, 3 seeds
     python benchmarks/train_quality_vs_timm.py --seeds 0,1,2,3,4 --epochs 5 --json
     python benchmarks/train_quality_vs_timm.py --smoke               # a few images, 2 steps a side, 2 seeds
 
@@ -360,9 +360,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated; each seed trains both sides")
     parser.add_argument("--holdout-per-class", type=int, default=200,
                         help="training images per class set aside for the final score only")
-    parser.add_argument("--train-per-class", type=int, default=600,
+    parser.add_argument("--train-per-class", type=int, default=400,
                         help="trained images per class (0: all that are not held out)")
-    parser.add_argument("--val-per-class", type=int, default=None, help="cap on val images per class")
+    parser.add_argument("--val-per-class", type=int, default=100,
+                        help="val images per class both sides validate on (0: all)")
     parser.add_argument("--init", choices=("shared", "own"), default="shared",
                         help="shared: both start from timm's init drawn with the seed; own: each side its own init")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per training process")
@@ -402,7 +403,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         splits = build_splits(Path(args.data), work, holdout_per_class=args.holdout_per_class,
-                              train_per_class=args.train_per_class or None, val_per_class=args.val_per_class)
+                              train_per_class=args.train_per_class or None, val_per_class=args.val_per_class or None)
         spec = resolve_ours(args, splits["data_root"])
         cfg = timm_config(spec, train_images=splits["counts"]["train"], threads=args.threads, workers=args.workers)
         cfg.update(train_root=str(Path(splits["data_root"]) / "train"), val_root=str(Path(splits["data_root"]) / "val"))
