@@ -133,7 +133,7 @@ def train(cfg: dict[str, Any], out_dir: Path) -> dict[str, Any]:
             optimizer.step()
             updates += 1
             scheduler.step_update(num_updates=updates)
-            loss_sum += float(loss) * len(images)
+            loss_sum += float(loss.detach()) * len(images)
             seen += len(images)
         scheduler.step(epoch + 1)
         epoch_time = time.perf_counter() - epoch_start
