@@ -90,12 +90,6 @@ def test_train_quality_vs_timm_statistics_and_config_mapping(monkeypatch):
     monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))  # the script imports its timm loop beside it
     import train_quality_vs_timm as quality
 
-    scipy_stats = pytest.importorskip("scipy.stats")
-    ours, theirs = [20.7, 20.8, 23.4], [18.4, 20.8, 20.7]
-    test = quality.welch(ours, theirs)
-    reference = scipy_stats.ttest_ind(ours, theirs, equal_var=False, alternative="less")
-    assert test["t"] == pytest.approx(reference.statistic) and test["p_lower"] == pytest.approx(reference.pvalue)
-    assert quality.verdict(quality.welch([10.0, 10.5, 9.8], [20.0, 21.0, 20.4])).startswith("ours LOWER")
     # the timm loop gets exactly the values our resolver chose for the same command line
     args = quality.parse_args(["--data", str(ROOT), "--epochs", "4", "--batch-size", "64"])
     spec = quality.resolve_ours(args, "digits")
@@ -105,3 +99,9 @@ def test_train_quality_vs_timm_statistics_and_config_mapping(monkeypatch):
     assert cfg["steps_per_epoch"] == 62 and cfg["warmup_steps"] == 12
     assert cfg["lr"] == pytest.approx(8e-3 * (64 / 2048) ** 0.5) and cfg["warmup_lr"] == pytest.approx(cfg["lr"] * 1e-4)
     assert quality.schedule_gap(cfg) < 1e-12
+    scipy_stats = pytest.importorskip("scipy.stats")
+    ours, theirs = [20.7, 20.8, 23.4], [18.4, 20.8, 20.7]
+    test = quality.welch(ours, theirs)
+    reference = scipy_stats.ttest_ind(ours, theirs, equal_var=False, alternative="less")
+    assert test["t"] == pytest.approx(reference.statistic) and test["p_lower"] == pytest.approx(reference.pvalue)
+    assert quality.verdict(quality.welch([10.0, 10.5, 9.8], [20.0, 21.0, 20.4])).startswith("ours LOWER")
