@@ -301,11 +301,12 @@ def tf_projective(images: torch.Tensor, matrix: tuple) -> torch.Tensor:
     """``randaugment_tf.projective_nearest`` with one matrix for the whole (sub)batch."""
     n, channels, height, width = images.shape
     device = images.device
+    mixes_x, mixes_y = float(matrix[1]) != 0, float(matrix[3]) != 0  # decided on the host: no device sync
     a, b, c, d, e, f = (torch.as_tensor(v, dtype=torch.float32).to(device) for v in matrix)
     xs = torch.arange(width, dtype=torch.float32, device=device).view(1, width)
     ys = torch.arange(height, dtype=torch.float32, device=device).view(height, 1)
-    source_x = _round_half_away(xs * a + ys * b + c if float(b) != 0 else xs * a + c)
-    source_y = _round_half_away(xs * d + ys * e + f if float(d) != 0 else ys * e + f)
+    source_x = _round_half_away(xs * a + ys * b + c if mixes_x else xs * a + c)
+    source_y = _round_half_away(xs * d + ys * e + f if mixes_y else ys * e + f)
     inside = ((source_x >= 0) & (source_x < width) & (source_y >= 0) & (source_y < height)).expand(height, width)
     flat = (source_y.clamp(0, height - 1).long() * width + source_x.clamp(0, width - 1).long()).expand(height, width)
     out = images.reshape(n, channels, -1).index_select(2, flat.reshape(-1)).view(n, channels, height, width)

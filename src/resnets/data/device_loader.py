@@ -36,10 +36,8 @@ class _Raw(Dataset):
 
     def __getitem__(self, ref: SampleRef) -> Any:
         try:
-            if self.encoded:
-                data = self.dataset.load_bytes(ref.index)  # type: ignore[attr-defined]
-            else:
-                data = self.dataset.load_image(ref.index)
+            load = self.dataset.load_bytes if self.encoded else self.dataset.load_image  # type: ignore[attr-defined]
+            data = load(ref.index)
         except ResnetsError as exc:
             if self.dataset.strict:
                 raise
