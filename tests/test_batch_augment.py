@@ -44,8 +44,9 @@ def test_seeded_uniforms_depend_only_on_each_sample_seed():
     assert abs(float(many.mean()) - 0.5) < 0.01 and abs(float(np.corrcoef(many.T.numpy())[0, 1])) < 0.03
 
 
+@pytest.mark.parametrize("method", ["taps", "kernel"])
 @pytest.mark.parametrize("mode", ["bilinear", "bicubic", "nearest"])
-def test_batched_resized_crop_matches_the_per_sample_resize(mode):
+def test_batched_resized_crop_matches_the_per_sample_resize(mode, method):
     """Variable image sizes in one canvas, upscaling and downscaling crops: within one grey level."""
     canvas = torch.zeros(6, 40, 44, 3, dtype=torch.uint8)
     sizes = torch.tensor([[40, 44], [33, 30], [40, 21], [17, 44], [25, 25], [40, 44]])
@@ -57,7 +58,7 @@ def test_batched_resized_crop_matches_the_per_sample_resize(mode):
         canvas[i, :h, :w] = images[i, :, :h, :w].permute(1, 2, 0)
         refs.append(resized_crop(canvas[i, :h, :w].permute(2, 0, 1), top, left, ch, cw, 24, mode))
     codes = torch.full((6,), BA.MODES[mode])
-    out = K.resized_crop(canvas, boxes, 24, codes)
+    out = K.resized_crop(canvas, boxes, 24, codes, method=method)
     assert out.shape == (6, 3, 24, 24) and out.dtype == torch.uint8
     assert _max_diff(out, torch.stack(refs)) <= 1
 

@@ -195,13 +195,17 @@ def timm_op(name: str, images: torch.Tensor, arg: torch.Tensor, modes: torch.Ten
 def _apply_by_op(images: torch.Tensor, op: torch.Tensor, active: torch.Tensor, names: Sequence[str], fn) -> torch.Tensor:
     """For each op index, gather the images (host-known indices) that take it, apply `fn`, scatter back."""
     device = images.device
+    out: torch.Tensor | None = None
     for index, name in enumerate(names):
         rows = torch.nonzero(active & (op == index)).flatten()
         if not len(rows):
             continue
         rows_d = rows.to(device, non_blocking=True)
-        images = images.index_copy(0, rows_d, fn(name, images.index_select(0, rows_d), rows))
-    return images
+        result = fn(name, images.index_select(0, rows_d), rows)
+        if out is None:
+            out = images.clone()  # inputs are read from `images`, results written to `out`: one copy per slot
+        out.index_copy_(0, rows_d, result)
+    return images if out is None else out
 
 
 def apply_rand_augment(images: torch.Tensor, params: RandAugmentParams, names: Sequence[str],
