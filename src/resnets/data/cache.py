@@ -417,6 +417,9 @@ def build_decoded(dataset: ImageDataset, decision: CacheDecision, *, strict: boo
     key = dataset_key(dataset)
     path = cache_path(dataset, key, cache_dir)
     decision.path = str(path)
+    root = data_root(dataset)
+    if root is not None and cache_dir is None and path.parent != root.parent / ".resnets-cache":
+        decision.reason += f"; {root.parent} is read-only, so the cache goes to {path.parent}"
     names = [dataset.sample_name(i) for i in range(len(dataset))]
     mapped = read_cache_file(path, key)
     if mapped is None:
