@@ -38,3 +38,23 @@ def test_host_memory_benchmark_reports_both_policies():
     out = _run("host_memory.py", "--model", "resnet18", "--batch-size", "2", "--img-size", "64", "--reps", "1",
                "--warmup", "1", "--threads", "1")
     assert "| default (released) |" in out and "| retained |" in out and "retained / default:" in out
+
+
+@pytest.mark.slow
+def test_gpu_train_benchmark_runs_its_code_on_a_cpu():
+    """benchmarks/gpu_train.py is for a GPU machine; --device cpu runs the same steps and pipelines tiny."""
+    out = _run("gpu_train.py", "--device", "cpu", "--model", "resnet18", "--img-size", "32", "--batch-size", "4",
+               "--steps", "1", "--warmup", "1", "--no-compile", "--workers", "0", "--json")
+    rows = json.loads(out)["results"]
+    assert [r["data"] for r in rows] == ["synthetic", "real data, decoded cache", "real data, --decode gpu"]
+    assert all(r["img_per_s"] > 0 for r in rows)
+
+
+@pytest.mark.slow
+def test_kornia_check_reports_ours_exact_and_kornia_off():
+    pytest.importorskip("kornia")
+    out = _run("kornia_check.py", "--size", "64", "--batch-size", "4")
+    rows = {line.split("|")[1].strip(): line.split("|")[2:4] for line in out.splitlines() if line.startswith("| ")}
+    assert int(rows["ours, kernel per image (the CPU method)"][1]) == 0
+    assert int(rows["ours, batched taps (the GPU method)"][1]) <= 2
+    assert int(rows["kornia RandomResizedCrop (resample)"][1]) > 5
