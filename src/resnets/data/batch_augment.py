@@ -402,8 +402,7 @@ class BatchAugment:
         size = (self.cfg.img_size, self.cfg.img_size)
         if isinstance(policy, RandAugmentSpec):
             u = seeded_uniforms(seeds, STREAMS["augment"], 6 * policy.num_ops)
-            interp = self.cfg.interpolation if self.cfg.interpolation != "nearest" else "nearest"
-            params = rand_augment_params(policy, len(self.op_names), u, interp)
+            params = rand_augment_params(policy, len(self.op_names), u, self.cfg.interpolation)
             return apply_rand_augment(x, params, self.op_names, self.fill)
         if isinstance(policy, TFRandAugmentSpec):
             u = seeded_uniforms(seeds, STREAMS["augment"], 4 * policy.num_ops)
