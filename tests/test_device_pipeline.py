@@ -170,3 +170,11 @@ def test_random_erasing_on_cuda_erases_boxes():
     plain = BatchPreprocessor((0.5,) * 3, (0.25,) * 3, device="cuda")(images)
     changed = (out != plain).any(1).flatten(1).float().mean(1)
     assert out.device.type == "cuda" and bool(((changed > 0.01) & (changed < 0.4)).all())
+
+
+def test_runs_recorded_before_batched_augmentation_resume_on_the_per_sample_path():
+    from resnets.train.options import TrainOptions
+
+    assert TrainOptions.from_dict({"data": "digits"}).augment_on == "workers"
+    assert TrainOptions().augment_on == "device"
+    assert TrainOptions.from_dict(TrainOptions().to_dict()).augment_on == "device"
