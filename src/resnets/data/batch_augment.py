@@ -396,6 +396,10 @@ class BatchAugment:
         if self.cfg.hflip > 0:
             flip = seeded_uniforms(seeds, STREAMS["flip"], 1)[:, 0] < self.cfg.hflip
             x = K.hflip(x, flip.to(x.device))
+        return self.apply_policy(x, seeds)
+
+    def apply_policy(self, x: torch.Tensor, seeds) -> torch.Tensor:
+        """The RandAugment / TrivialAugmentWide part on cropped uint8 (N, 3, S, S) images."""
         policy = self.policy
         if policy is None:
             return x
