@@ -128,3 +128,13 @@ def test_workers_read_the_shared_ram_cache(tmp_path, cache_home):
     reference = build_loader(base, batch_size=3, sampler=ShuffleSampler(len(base), seed=0), num_workers=0)
     for got, expected in zip(loader, reference, strict=True):
         assert torch.equal(got.images, expected.images) and torch.equal(got.targets, expected.targets)
+
+
+def test_a_canvas_larger_than_the_estimate_falls_back(tmp_path, cache_home):
+    """One large image makes the padded canvas grow past the budget: the run decodes per epoch and says so."""
+    root = _folder(tmp_path / "data", sizes=[(8, 8)] * 40, bad=False)
+    Image.fromarray(np.zeros((300, 300, 3), dtype=np.uint8)).save(root / "train" / "a" / "0a.png")  # index 1: not among the sampled
+    base = build_dataset(str(root), "train", None)
+    lines: list[str] = []
+    same, decision = cache_dataset(base, CacheConfig("ram", budget_gb=2e-4), say=lines.append)
+    assert same is base and decision.mode == "off" and "padded to the largest (300x300)" in lines[-1]

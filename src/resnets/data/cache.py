@@ -366,6 +366,18 @@ def _remove_stale(path: Path) -> None:
                 Path(f"{other}.lock").unlink(missing_ok=True)
 
 
+class CacheTooLarge(ResnetsError):
+    """The decoded canvas (every image padded to the largest one) is larger than the estimate and the budget."""
+
+
+def _check_canvas(images: list[torch.Tensor | None], decision: CacheDecision) -> None:
+    height, width = _canvas(images)
+    nbytes = len(images) * height * width * 3
+    if decision.budget and nbytes > decision.budget:
+        raise CacheTooLarge(f"{nbytes / 1e9:.2f} GB decoded once every image is padded to the largest "
+                            f"({height}x{width}): over the budget of {decision.budget / 1e9:.2f} GB")
+
+
 # ------------------------------------------------------------------------------------------- entry point
 @dataclass
 class CacheDecision:
@@ -377,6 +389,7 @@ class CacheDecision:
     reason: str
     path: str | None = None
     nbytes: int = 0
+    budget: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {"mode": self.mode, "requested": self.requested, "reason": self.reason, "path": self.path,
@@ -391,15 +404,16 @@ def decide_cache(dataset: ImageDataset, config: CacheConfig, *, world_size: int 
     sizes = f"{estimate / 1e9:.2f} GB decoded, budget {budget / 1e9:.2f} GB"
     if estimate > budget:
         return CacheDecision("off", config.mode, f"{sizes}: does not fit, decoding every epoch instead "
-                                                 "(raise --cache-budget to cache it)", nbytes=estimate)
+                                                 "(raise --cache-budget to cache it)", nbytes=estimate, budget=budget)
     if config.mode != "auto":
         if config.mode == "disk" and data_root(dataset) is None:
-            return CacheDecision("ram", "disk", f"{sizes}; built-in data has no files, kept in RAM", nbytes=estimate)
-        return CacheDecision(config.mode, config.mode, sizes, nbytes=estimate)
+            return CacheDecision("ram", "disk", f"{sizes}; built-in data has no files, kept in RAM", nbytes=estimate,
+                                 budget=budget)
+        return CacheDecision(config.mode, config.mode, sizes, nbytes=estimate, budget=budget)
     if world_size > 1 and data_root(dataset) is not None:
         return CacheDecision("disk", "auto", f"{sizes}; {world_size} processes share one memory-mapped file",
-                             nbytes=estimate)
-    return CacheDecision("ram", "auto", f"{sizes}; one process, kept in RAM", nbytes=estimate)
+                             nbytes=estimate, budget=budget)
+    return CacheDecision("ram", "auto", f"{sizes}; one process, kept in RAM", nbytes=estimate, budget=budget)
 
 
 def build_decoded(dataset: ImageDataset, decision: CacheDecision, *, strict: bool = False,
@@ -408,6 +422,7 @@ def build_decoded(dataset: ImageDataset, decision: CacheDecision, *, strict: boo
     targets = list(dataset.targets)
     if decision.mode == "ram":
         images, names = _decode_all(dataset, strict)
+        _check_canvas(images, decision)
         packed, sizes, valid = _pack(images)
         tensor = torch.from_numpy(packed).share_memory_()
         return DecodedImages(tensor, torch.from_numpy(sizes), torch.tensor(targets, dtype=torch.int64),
@@ -429,6 +444,7 @@ def build_decoded(dataset: ImageDataset, decision: CacheDecision, *, strict: boo
                 if path.exists() and say is not None:
                     say(f"cache {path} is stale or incomplete: rebuilding it")
                 images, _ = _decode_all(dataset, strict)
+                _check_canvas(images, decision)
                 write_cache_file(path, key, images, targets)
                 _remove_stale(path)
                 mapped = read_cache_file(path, key)
@@ -449,7 +465,13 @@ def cache_dataset(dataset: ImageDataset, config: CacheConfig, *, world_size: int
         if say is not None and config.mode != "off":
             say(f"cache{label}: off ({decision.reason})")
         return dataset, decision
-    decoded = build_decoded(dataset, decision, strict=dataset.strict, cache_dir=config.cache_dir, say=say)
+    try:
+        decoded = build_decoded(dataset, decision, strict=dataset.strict, cache_dir=config.cache_dir, say=say)
+    except CacheTooLarge as exc:
+        decision.mode, decision.reason = "off", f"{exc}; decoding every epoch instead"
+        if say is not None:
+            say(f"cache{label}: off ({decision.reason})")
+        return dataset, decision
     decision.nbytes = decoded.nbytes
     if say is not None:
         where = "RAM" if decision.mode == "ram" else decision.path
