@@ -105,3 +105,23 @@ def test_train_quality_vs_timm_statistics_and_config_mapping(monkeypatch):
     reference = scipy_stats.ttest_ind(ours, theirs, equal_var=False, alternative="less")
     assert test["t"] == pytest.approx(reference.statistic) and test["p_lower"] == pytest.approx(reference.pvalue)
     assert quality.verdict(quality.welch([10.0, 10.5, 9.8], [20.0, 21.0, 20.4])).startswith("ours LOWER")
+
+
+@pytest.mark.slow
+def test_gpu_train_benchmark_runs_its_code_on_a_cpu():
+    """benchmarks/gpu_train.py is for a GPU machine; --device cpu runs the same steps and pipelines tiny."""
+    out = _run("gpu_train.py", "--device", "cpu", "--model", "resnet18", "--img-size", "32", "--batch-size", "4",
+               "--steps", "1", "--warmup", "1", "--no-compile", "--workers", "0", "--json")
+    rows = json.loads(out)["results"]
+    assert [r["data"] for r in rows] == ["synthetic", "real data, decoded cache", "real data, --decode gpu"]
+    assert all(r["img_per_s"] > 0 for r in rows)
+
+
+@pytest.mark.slow
+def test_kornia_check_reports_ours_exact_and_kornia_off():
+    pytest.importorskip("kornia")
+    out = _run("kornia_check.py", "--size", "64", "--batch-size", "4")
+    rows = {line.split("|")[1].strip(): line.split("|")[2:4] for line in out.splitlines() if line.startswith("| ")}
+    assert int(rows["ours, kernel per image (the CPU method)"][1]) == 0
+    assert int(rows["ours, batched taps (the GPU method)"][1]) <= 2
+    assert int(rows["kornia RandomResizedCrop (resample)"][1]) > 5
