@@ -4,7 +4,10 @@ Both pipelines read the same image folder, decode, apply RSB-A3's training trans
 to --img-size with scale 0.08-1 and bicubic interpolation, horizontal flip, RandAugment
 rand-m6-mstd0.5-inc1; no mixup, no random erasing) and deliver normalised float32 batches on the CPU:
 ours through ``build_loader`` + ``BatchPreprocessor``, timm's through ``create_dataset`` +
-``create_loader`` (its prefetcher normalises). Timed passes alternate between the two in one process
+``create_loader`` (its prefetcher normalises). Two more rows show the paths of issue 9: "resnets cache"
+(the same per-sample transforms in workers, reading the decoded cache instead of decoding) and "resnets
+batched" (decoded cache + ``BatchAugment`` on whole batches in this process, no workers: what ``resnets
+train`` runs by default). Timed passes alternate between the pipelines in one process
 (the order flips every repeat) so machine noise hits both; the first pass of each (worker start-up) is
 not timed. Reports the median images/s of --repeats passes and the ratio ours / timm.
 
@@ -55,6 +58,62 @@ def build_ours(data: Path, args: argparse.Namespace):
             yield prep(batch.images)
 
     return batches, len(dataset)
+
+
+def build_ours_cached(data: Path, args: argparse.Namespace):
+    """The per-sample transforms in workers, reading the decoded cache (``--cache ram --augment-on workers``)."""
+    from resnets.data.build import build_dataset
+    from resnets.data.cache import CacheConfig, cache_dataset
+    from resnets.data.loader import BatchPreprocessor, build_loader
+    from resnets.data.samplers import ShuffleSampler
+    from resnets.data.transforms import build_train_transform
+
+    dataset, _ = cache_dataset(build_dataset(str(data), "train", build_train_transform(_config(args))),
+                               CacheConfig("ram"))
+    sampler = ShuffleSampler(len(dataset), seed=0)
+    loader = build_loader(dataset, batch_size=args.batch_size, sampler=sampler, num_workers=args.workers,
+                          drop_last=True, persistent_workers=args.workers > 0)
+    prep = BatchPreprocessor(IMAGENET_MEAN, IMAGENET_STD, device="cpu")
+    epoch = [0]
+
+    def batches():
+        sampler.set_epoch(epoch[0])
+        epoch[0] += 1
+        for batch in loader:
+            yield prep(batch.images)
+
+    return batches, len(dataset)
+
+
+def build_ours_device(data: Path, args: argparse.Namespace):
+    """The decoded cache + batched augmentation in this process, no workers (``resnets train``'s default)."""
+    from resnets.data.batch_augment import BatchAugment
+    from resnets.data.build import build_dataset
+    from resnets.data.cache import CacheConfig, cache_dataset
+    from resnets.data.device_loader import DeviceBatches
+    from resnets.data.loader import BatchPreprocessor
+    from resnets.data.samplers import ShuffleSampler
+
+    dataset, _ = cache_dataset(build_dataset(str(data), "train", None), CacheConfig("ram"))
+    sampler = ShuffleSampler(len(dataset), seed=0, drop_last=True)
+    loader = DeviceBatches(dataset, sampler, args.batch_size, BatchAugment(_config(args)), device=torch.device("cpu"))
+    prep = BatchPreprocessor(IMAGENET_MEAN, IMAGENET_STD, device="cpu")
+    epoch = [0]
+
+    def batches():
+        sampler.set_epoch(epoch[0])
+        epoch[0] += 1
+        for batch in loader:
+            yield prep(batch.images)
+
+    return batches, len(dataset)
+
+
+def _config(args: argparse.Namespace):
+    from resnets.data.transforms import TrainAugConfig
+
+    return TrainAugConfig(img_size=args.img_size, scale=(0.08, 1.0), interpolation="bicubic", hflip=0.5,
+                          auto_augment=RSB_A3_AUGMENT)
 
 
 def build_timm(data: Path, args: argparse.Namespace):
@@ -131,7 +190,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: no train folder in {args.data}", file=sys.stderr)
         return 2
 
-    pipelines = {"resnets": build_ours(args.data, args), "timm": build_timm(args.data, args)}
+    pipelines = {"resnets": build_ours(args.data, args), "timm": build_timm(args.data, args),
+                 "resnets cache": build_ours_cached(args.data, args),
+                 "resnets batched": build_ours_device(args.data, args)}
     dataset_len = pipelines["resnets"][1]
     epoch = (dataset_len // args.batch_size) * args.batch_size  # both loaders drop the last partial batch
     if epoch == 0:
@@ -161,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         "img_per_s": {name: round(v, 1) for name, v in median.items()},
         "all_img_per_s": {name: [round(v, 1) for v in values] for name, values in rates.items()},
         "ratio": round(median["resnets"] / median["timm"], 3),
+        "ratios_vs_timm": {name: round(v / median["timm"], 3) for name, v in median.items()},
         "cpu_ms_per_image": {name: round(v, 3) for name, v in median_cpu.items()},
         "cpu_ratio": round(median_cpu["timm"] / median_cpu["resnets"], 3),
         "torch": torch.__version__, "python": platform.python_version(), "cpus": os.cpu_count(),
@@ -174,10 +236,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     print(f"input pipeline: {result['transforms']}; {args.workers} workers, batch {args.batch_size}, "
           f"{per_pass} images per pass, median of {args.repeats}")
-    print(f"{'loader':<10} {'img/s (median)':>15} {'min':>8} {'max':>8} {'CPU ms/img':>11}")
+    print(f"{'loader':<16} {'img/s (median)':>15} {'min':>8} {'max':>8} {'CPU ms/img':>11}")
     for name, values in rates.items():
-        print(f"{name:<10} {median[name]:>15.1f} {min(values):>8.1f} {max(values):>8.1f} "
+        print(f"{name:<16} {median[name]:>15.1f} {min(values):>8.1f} {max(values):>8.1f} "
               f"{median_cpu[name]:>11.2f}")
+    for name in pipelines:
+        print(f"  {name} / timm: {result['ratios_vs_timm'][name]:.2f}x")
     print(f"throughput ratio resnets / timm: {result['ratio']:.2f}x   "
           f"(CPU cost per image, timm / resnets: {result['cpu_ratio']:.2f}x)")
     return 0

@@ -419,3 +419,16 @@ def test_kd_step_matches_timm_logit_distillation_task(tmp_path):
     theirs.backward()
     ours.backward()
     torch.testing.assert_close(ours_in.grad, theirs_in.grad, rtol=1e-4, atol=1e-7)
+
+
+def test_unlabelled_stream_through_the_decoded_cache_and_device_augmentation(folders, teacher_file, tmp_path):
+    out = tmp_path / "cached"
+    code = main(["train", "--data", str(folders / "data"), "--out", str(out), "--epochs", "1", *TINY,
+                 "--cache", "ram", "--augment-on", "device", "--teacher", str(teacher_file), "--distill", "ssld",
+                 "--unlabeled", str(folders / "nested")])
+    assert code == 0
+    record = json.loads((out / "run.json").read_text())
+    assert record["input_pipeline"]["augment_on"] == "device"
+    assert record["input_pipeline"]["cache"]["train"]["mode"] == "ram"
+    # 48 labelled + 16 unlabelled = 64 images: 4 full steps of 16, every unlabelled image used once
+    assert _summary(out)["distill"]["unlabeled_seen"] == 16

@@ -109,3 +109,20 @@ def test_preprocessor_errors():
         BatchPreprocessor(MEAN, STD, re_mode="fancy")
     with pytest.raises(ResnetsError, match="batch_size"):
         build_loader([], batch_size=0, sampler=None, num_workers=0)
+
+
+def test_random_erasing_rate_and_box_areas_match_timm():
+    """The vectorised erasing draws boxes by timm's rule: same apply rate and erased-area distribution."""
+    timm_re = pytest.importorskip("timm.data.random_erasing")
+    n = 600
+    images = torch.full((n, 3, 24, 24), 128, dtype=torch.uint8)
+    ours = BatchPreprocessor(MEAN, STD, re_prob=0.4, re_mode="const", generator=torch.Generator().manual_seed(1))
+    plain = BatchPreprocessor(MEAN, STD)(images)
+    ours_area = ((ours(images) != plain).any(1).flatten(1).double().mean(1))
+    torch.manual_seed(0)
+    theirs = timm_re.RandomErasing(probability=0.4, mode="const", device="cpu")
+    timm_out = theirs(torch.ones(n, 3, 24, 24))
+    timm_area = (timm_out == 0).any(1).flatten(1).double().mean(1)
+    for area in (ours_area, timm_area):
+        assert abs(float((area > 0).double().mean()) - 0.4) < 0.06
+    assert abs(float(ours_area[ours_area > 0].mean()) - float(timm_area[timm_area > 0].mean())) < 0.02

@@ -51,6 +51,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="unlabelled images per labelled image each epoch (default: all of them every epoch)")
     parser.add_argument("--workers", type=int,
                         help="data-loading worker processes (default: 0 for digits, else min(4, CPUs))")
+    parser.add_argument("--cache", default="auto", choices=["auto", "ram", "disk", "off"],
+                        help="decode the data set once into memory: ram, disk (a memory-mapped file beside the data, "
+                             "shared by processes), auto (by size), off (default: auto)")
+    parser.add_argument("--cache-budget", type=float, metavar="GB",
+                        help="largest decoded data set to cache (default: half of the available memory)")
+    parser.add_argument("--augment-on", default="device", choices=["device", "workers"],
+                        help="training augmentation on whole batches on the training device, or per sample in the "
+                             "loader workers (default: device)")
+    parser.add_argument("--decode", default="auto", choices=["auto", "cpu", "gpu", "dali"],
+                        help="where JPEGs are decoded (gpu/dali need CUDA and --augment-on device; default: auto)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda")
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model")
@@ -74,7 +84,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 # Flags a resumed run may change: how the run is watched and checkpointed, never its result.
 _RESUME_FLAGS = {"resume", "workers", "device", "no_progress", "json", "release_memory", "save_every",
-                 "save_every_minutes", "log_every", "no_tensorboard", "mlflow"}
+                 "save_every_minutes", "log_every", "no_tensorboard", "mlflow", "cache", "cache_budget"}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -85,7 +95,8 @@ def run(args: argparse.Namespace) -> int:
     runtime = dict(progress=not args.no_progress, workers=args.workers, device=args.device, log_to_stderr=args.json,
                    retain_memory=not getattr(args, "release_memory", False),  # the flag is added by the cli package
                    save_every=args.save_every, save_every_minutes=args.save_every_minutes, log_every=args.log_every,
-                   tensorboard=not args.no_tensorboard, mlflow=args.mlflow)
+                   tensorboard=not args.no_tensorboard, mlflow=args.mlflow, cache=args.cache,
+                   cache_budget=args.cache_budget)
     if args.resume:
         defaults = vars(build_defaults())
         changed = [k for k, v in vars(args).items() if k in defaults and k not in _RESUME_FLAGS and v != defaults[k]]
@@ -102,9 +113,10 @@ def run(args: argparse.Namespace) -> int:
             batch_size=args.batch_size, img_size=args.img_size, eval_img_size=args.eval_img_size, lr=args.lr,
             seed=args.seed, sets=args.sets, weights=weights, reset_head=args.reset_head, strict=args.strict,
             channels_last=args.channels_last, compile=args.compile, sync_bn=args.sync_bn,
-            deterministic=args.deterministic, teacher=args.teacher, teacher_model=args.teacher_model,
-            distill=args.distill, distill_alpha=args.distill_alpha, temperature=args.temperature,
-            teacher_bn=args.teacher_bn, unlabeled=args.unlabeled, unlabeled_ratio=args.unlabeled_ratio, **runtime,
+            deterministic=args.deterministic, augment_on=args.augment_on, decode=args.decode,
+            teacher=args.teacher, teacher_model=args.teacher_model, distill=args.distill,
+            distill_alpha=args.distill_alpha, temperature=args.temperature, teacher_bn=args.teacher_bn,
+            unlabeled=args.unlabeled, unlabeled_ratio=args.unlabeled_ratio, **runtime,
         )
         trainer = Trainer(options)
     summary = trainer.run()

@@ -149,6 +149,12 @@ class FolderDataset(ImageDataset):
     def load_image(self, index: int) -> torch.Tensor:
         return load_image(self.paths[index])
 
+    def load_bytes(self, index: int) -> torch.Tensor:
+        """The encoded file as uint8 bytes (for decoding on the GPU, ``decode.py``)."""
+        from .decode import read_file_bytes
+
+        return read_file_bytes(self.paths[index])
+
     def sample_name(self, index: int) -> str:
         return self.paths[index]
 

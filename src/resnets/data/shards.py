@@ -183,6 +183,14 @@ class ShardDataset(ImageDataset):
             raise ResnetsError(f"cannot decode image {self.sample_name(index)}: shard is truncated")
         return decode_bytes(data, self.sample_name(index))
 
+    def load_bytes(self, index: int) -> torch.Tensor:
+        """The encoded member as uint8 bytes (for decoding on the GPU, ``decode.py``)."""
+        member = self.members[index]
+        data = os.pread(self._fd(member.shard), member.size, member.offset)
+        if len(data) != member.size or not data:
+            raise ResnetsError(f"cannot decode image {self.sample_name(index)}: shard is truncated")
+        return torch.frombuffer(bytearray(data), dtype=torch.uint8)
+
     def sample_name(self, index: int) -> str:
         member = self.members[index]
         return f"{self.shards[member.shard]}:{member.name}"

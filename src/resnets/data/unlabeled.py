@@ -73,6 +73,9 @@ class WithUnlabeled(ImageDataset):
         self.classes = list(labeled.classes)
         self.targets = list(labeled.targets) + list(unlabeled.targets)
         self.labeled_count = len(labeled)
+        # where the labelled files live: a decoded disk cache (resnets.data.cache) goes beside them
+        self.root = getattr(labeled, "root", None)
+        self.shards = getattr(labeled, "shards", None)
 
     def _part(self, index: int) -> tuple[ImageDataset, int]:
         if index < 0:

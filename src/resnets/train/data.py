@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch.utils.data import DataLoader
 
+from ..data.batch_augment import BatchAugment
 from ..data.build import build_dataset
+from ..data.cache import CacheConfig, CachedDataset, cache_dataset
 from ..data.datasets import ImageDataset
+from ..data.decode import build_decoder, resolve_decode
+from ..data.device_loader import DeviceBatches
 from ..data.loader import BatchPreprocessor, build_loader
 from ..data.samplers import RepeatAugSampler, ShuffleSampler
 from ..data.transforms import TrainAugConfig, build_eval_transform, build_train_transform
@@ -36,7 +40,7 @@ class TrainData:
     val_set: ImageDataset
     classes: list[str]
     sampler: ShuffleSampler | RepeatAugSampler
-    train_loader: DataLoader
+    train_loader: DataLoader | DeviceBatches
     val_loader: DataLoader
     rank_batch: int
     """Images per micro-batch on this rank."""
@@ -44,6 +48,8 @@ class TrainData:
     batches_per_epoch: int
     """Micro-batches per epoch (steps x accumulation: no trailing half-accumulated batch)."""
     workers: int
+    pipeline: dict = field(default_factory=dict)
+    """How the input pipeline was set up (cache, where augmentation and decoding run): recorded in run.json."""
     unlabeled_pool: int = 0
     """Unlabelled images available (--unlabeled), part of train_set after the labelled ones."""
     unlabeled_per_epoch: int = 0
@@ -62,7 +68,8 @@ def build_train_data(spec: RunSpec, ctx: DistContext, say: Callable[[str], None]
     recipe, options = spec.recipe, spec.options
     aug = TrainAugConfig(img_size=recipe.img_size, scale=tuple(recipe.rrc_scale), ratio=tuple(recipe.rrc_ratio),
                          interpolation=recipe.interpolation, hflip=recipe.hflip, auto_augment=recipe.auto_augment)
-    train_transform = build_train_transform(aug)
+    on_device = options.augment_on == "device"
+    train_transform = None if on_device else build_train_transform(aug)
     train_set = build_dataset(options.data, "train", train_transform, strict=options.strict)
     classes = list(train_set.classes)
     epoch_len, pool, per_epoch = len(train_set), 0, 0
@@ -75,6 +82,9 @@ def build_train_data(spec: RunSpec, ctx: DistContext, say: Callable[[str], None]
     val_set = build_dataset(options.data, "val",
                             build_eval_transform(spec.eval_img_size, recipe.eval_crop_pct,
                                                  recipe.resolved_eval_interpolation), strict=options.strict)
+    cache = CacheConfig(options.cache, options.cache_budget)
+    train_set, train_cache = cache_dataset(train_set, cache, world_size=ctx.world_size, say=say, label=" (train)")
+    val_set, val_cache = cache_dataset(val_set, cache, world_size=ctx.world_size, say=say, label=" (val)")
     if list(val_set.classes) != classes:
         raise ResnetsError(f"train and val classes differ: train has {len(classes)} "
                            f"({', '.join(classes[:5])}...), val has {len(val_set.classes)}")
@@ -105,8 +115,23 @@ def build_train_data(spec: RunSpec, ctx: DistContext, say: Callable[[str], None]
     workers = options.workers
     if workers is None:
         workers = 0 if options.data == "digits" else min(4, os.cpu_count() or 1)
-    train_loader = build_loader(train_set, batch_size=rank_batch, sampler=sampler, num_workers=workers,
-                                pin_memory=pin, drop_last=True, persistent_workers=workers > 0)
+    cached = isinstance(train_set, CachedDataset)
+    decode = resolve_decode(options.decode, ctx.device, has_files=hasattr(train_set, "load_bytes"), cached=cached,
+                            augment_on_device=on_device, say=say)
+    train_loader: DataLoader | DeviceBatches
+    if on_device:
+        train_loader = DeviceBatches(train_set, sampler, rank_batch, BatchAugment(aug), device=ctx.device,
+                                     workers=0 if cached else workers, pin_memory=pin,
+                                     decode=build_decoder(decode, ctx.device, rank_batch))
+    else:
+        train_loader = build_loader(train_set, batch_size=rank_batch, sampler=sampler, num_workers=workers,
+                                    pin_memory=pin, drop_last=True, persistent_workers=workers > 0)
+    train_workers = train_loader.workers if isinstance(train_loader, DeviceBatches) else workers
+    pipeline = {"cache": {"train": train_cache.to_dict(), "val": val_cache.to_dict()},
+                "augment_on": options.augment_on, "decode": decode, "train_workers": train_workers}
+    say(f"input pipeline: augmentation on the {'training device' if on_device else 'loader workers'} "
+        f"({ctx.device.type}), decoding {'once into the cache' if cached else 'on the ' + decode.upper()}, "
+        f"{train_workers} training loader worker(s)")
     val_indices = list(range(ctx.rank, len(val_set), world))
     val_loader = build_loader(val_set, batch_size=max(rank_batch, 32), sampler=val_indices, num_workers=workers,
                               pin_memory=pin)
@@ -116,7 +141,7 @@ def build_train_data(spec: RunSpec, ctx: DistContext, say: Callable[[str], None]
     return TrainData(train_set=train_set, val_set=val_set, classes=classes, sampler=sampler,
                      train_loader=train_loader, val_loader=val_loader, rank_batch=rank_batch,
                      steps_per_epoch=steps_per_epoch, batches_per_epoch=steps_per_epoch * recipe.grad_accum,
-                     workers=workers, unlabeled_pool=pool, unlabeled_per_epoch=per_epoch)
+                     workers=workers, pipeline=pipeline, unlabeled_pool=pool, unlabeled_per_epoch=per_epoch)
 
 
 def batch_preparers(spec: RunSpec, mean, std, ctx: DistContext, *,

@@ -296,7 +296,8 @@ class Trainer:
                    "grad_accum": spec.recipe.grad_accum, "steps_per_epoch": self.data.steps_per_epoch,
                    "amp_dtype": str(self.amp_dtype).replace("torch.", "") if self.amp_dtype else "float32",
                    "device": str(ctx.device), "host_memory": host_memory_policy(), "initial_weights": initial,
-                   "teacher": self.teacher_record, "versions": library_versions()}
+                   "input_pipeline": self.data.pipeline, "teacher": self.teacher_record,
+                   "versions": library_versions()}
         document = run_record(spec, model_config=self.model.config, classes=self.classes, runtime=runtime)
 
         def write() -> None:

@@ -13,9 +13,10 @@ from typing import Any
 from ..errors import ResnetsError
 
 RUNTIME_OPTIONS = ("progress", "workers", "device", "log_to_stderr", "retain_memory", "tensorboard", "mlflow",
-                   "log_every", "save_every", "save_every_minutes")
+                   "log_every", "save_every", "save_every_minutes", "cache", "cache_budget")
 """Options a resumed run may change: they change how a run is watched and checkpointed, not its result."""
 
+AUGMENT_ON = ("device", "workers")
 DEFAULT_SAVE_EVERY_MINUTES = 5.0
 DEFAULT_LOG_EVERY = 50
 
@@ -44,6 +45,15 @@ class TrainOptions:
     """`key=value` recipe overrides; `model.key=value` changes the model config."""
     workers: int | None = None
     """Data-loading processes; None: 0 for the in-memory `digits` set, else min(4, CPU count)."""
+    cache: str = "auto"
+    """Decoded-in-memory data (data/cache.py): auto | ram | disk | off. The pixels are the same either way."""
+    cache_budget: float | None = None
+    """Largest decoded data set (GB) `--cache` keeps; None: half of the available memory."""
+    augment_on: str = "device"
+    """Where training augmentation runs: "device" (whole batches, data/batch_augment.py) or "workers"
+    (per sample in the loader processes). Changes the random streams, so it is recorded and fixed on resume."""
+    decode: str = "auto"
+    """JPEG decoding: auto | cpu | gpu | dali (data/decode.py)."""
     device: str = "auto"
     weights: str | None = None
     reset_head: bool = False
@@ -95,6 +105,8 @@ class TrainOptions:
         extra = sorted(set(data) - names)
         if extra:
             raise ResnetsError(f"unknown option(s) {', '.join(extra)} (written by a newer resnets?)")
+        if "augment_on" not in data:  # recorded before batched augmentation existed: the per-sample path
+            data = {**data, "augment_on": "workers"}
         return cls(**data)
 
     def with_runtime(self, runtime: TrainOptions) -> TrainOptions:
@@ -115,6 +127,14 @@ def check_options(options: TrainOptions) -> None:
     if options.save_every_minutes < 0:
         raise ResnetsError(f"--save-every-minutes must be >= 0 (0: only at epoch ends), got "
                            f"{options.save_every_minutes}")
+    if options.augment_on not in AUGMENT_ON:
+        raise ResnetsError(f"unknown --augment-on {options.augment_on!r}; choose from {', '.join(AUGMENT_ON)}")
+    from ..data.cache import CacheConfig
+    from ..data.decode import DECODERS
+
+    CacheConfig(options.cache, options.cache_budget)  # one-line errors for a bad mode or budget
+    if options.decode not in DECODERS:
+        raise ResnetsError(f"unknown --decode {options.decode!r}; choose from {', '.join(DECODERS)}")
     if options.lr is not None and not options.lr > 0:
         raise ResnetsError(f"--lr must be positive, got {options.lr}")
     if options.distill is not None and options.distill not in ("kd", "ssld"):
