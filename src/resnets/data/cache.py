@@ -396,12 +396,16 @@ class CacheDecision:
                 "bytes": self.nbytes}
 
 
+def _readable(nbytes: int | float) -> str:
+    return f"{nbytes / 1e9:.2f} GB" if nbytes >= 1e8 else f"{nbytes / 1e6:.1f} MB"
+
+
 def decide_cache(dataset: ImageDataset, config: CacheConfig, *, world_size: int = 1) -> CacheDecision:
     """Choose ram / disk / off for `dataset` by `config` and its estimated decoded size against the budget."""
     if config.mode == "off":
         return CacheDecision("off", "off", "--cache off")
     estimate, budget = estimate_bytes(dataset), config.budget_bytes()
-    sizes = f"{estimate / 1e9:.2f} GB decoded, budget {budget / 1e9:.2f} GB"
+    sizes = f"~{_readable(estimate)} decoded, budget {_readable(budget)}"
     if estimate > budget:
         return CacheDecision("off", config.mode, f"{sizes}: does not fit, decoding every epoch instead "
                                                  "(raise --cache-budget to cache it)", nbytes=estimate, budget=budget)
