@@ -36,15 +36,11 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 RSB_A3_AUGMENT = "rand-m6-mstd0.5-inc1"  # docs/reference.md §3.1, RSB A3
 
 
-def build_ours(data: Path, args: argparse.Namespace):
-    from resnets.data.build import build_dataset
+def _worker_batches(dataset, args: argparse.Namespace):
+    """Our loader over `dataset` in --workers processes, normalised on the batch: (epoch iterator, size)."""
     from resnets.data.loader import BatchPreprocessor, build_loader
     from resnets.data.samplers import ShuffleSampler
-    from resnets.data.transforms import TrainAugConfig, build_train_transform
 
-    cfg = TrainAugConfig(img_size=args.img_size, scale=(0.08, 1.0), interpolation="bicubic", hflip=0.5,
-                         auto_augment=RSB_A3_AUGMENT)
-    dataset = build_dataset(str(data), "train", build_train_transform(cfg))
     sampler = ShuffleSampler(len(dataset), seed=0)
     loader = build_loader(dataset, batch_size=args.batch_size, sampler=sampler, num_workers=args.workers,
                           drop_last=True, persistent_workers=args.workers > 0)
@@ -58,31 +54,27 @@ def build_ours(data: Path, args: argparse.Namespace):
             yield prep(batch.images)
 
     return batches, len(dataset)
+
+
+def build_ours(data: Path, args: argparse.Namespace):
+    from resnets.data.build import build_dataset
+    from resnets.data.transforms import TrainAugConfig, build_train_transform
+
+    cfg = TrainAugConfig(img_size=args.img_size, scale=(0.08, 1.0), interpolation="bicubic", hflip=0.5,
+                         auto_augment=RSB_A3_AUGMENT)
+    dataset = build_dataset(str(data), "train", build_train_transform(cfg))
+    return _worker_batches(dataset, args)
 
 
 def build_ours_cached(data: Path, args: argparse.Namespace):
     """The per-sample transforms in workers, reading the decoded cache (``--cache ram --augment-on workers``)."""
     from resnets.data.build import build_dataset
     from resnets.data.cache import CacheConfig, cache_dataset
-    from resnets.data.loader import BatchPreprocessor, build_loader
-    from resnets.data.samplers import ShuffleSampler
     from resnets.data.transforms import build_train_transform
 
     dataset, _ = cache_dataset(build_dataset(str(data), "train", build_train_transform(_config(args))),
                                CacheConfig("ram"))
-    sampler = ShuffleSampler(len(dataset), seed=0)
-    loader = build_loader(dataset, batch_size=args.batch_size, sampler=sampler, num_workers=args.workers,
-                          drop_last=True, persistent_workers=args.workers > 0)
-    prep = BatchPreprocessor(IMAGENET_MEAN, IMAGENET_STD, device="cpu")
-    epoch = [0]
-
-    def batches():
-        sampler.set_epoch(epoch[0])
-        epoch[0] += 1
-        for batch in loader:
-            yield prep(batch.images)
-
-    return batches, len(dataset)
+    return _worker_batches(dataset, args)
 
 
 def build_ours_device(data: Path, args: argparse.Namespace):
