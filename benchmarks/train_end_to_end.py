@@ -206,6 +206,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-timm", action="store_true", help="skip timm's loader (timm not installed)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
+    # The in-process contenders run under the memory policy `resnets train` uses (freed host memory kept for
+    # reuse): without it every step page-faults its activations in again and the step alone measures ~1.1-1.4x
+    # below the real command (docs/benchmarks.md, host memory), which would flatter the command.
+    from resnets.host_memory import retain_freed_memory
+
+    print(f"host memory: {retain_freed_memory()}", file=sys.stderr)
     settings = args.settings or (["resnet18@32"] if args.quick else list(SETTINGS))
     args.steps = args.steps or (6 if args.quick else 20)
     args.repeats = args.repeats or (1 if args.quick else 3)
