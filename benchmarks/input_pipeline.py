@@ -36,14 +36,10 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 RSB_A3_AUGMENT = "rand-m6-mstd0.5-inc1"  # docs/reference.md §3.1, RSB A3
 
 
-def _worker_batches(dataset, args: argparse.Namespace):
-    """Our loader over `dataset` in --workers processes, normalised on the batch: (epoch iterator, size)."""
-    from resnets.data.loader import BatchPreprocessor, build_loader
-    from resnets.data.samplers import ShuffleSampler
+def _epochs(sampler, loader):
+    """An iterator factory over `loader`'s normalised batches, one new epoch (sampler order) per call."""
+    from resnets.data.loader import BatchPreprocessor
 
-    sampler = ShuffleSampler(len(dataset), seed=0)
-    loader = build_loader(dataset, batch_size=args.batch_size, sampler=sampler, num_workers=args.workers,
-                          drop_last=True, persistent_workers=args.workers > 0)
     prep = BatchPreprocessor(IMAGENET_MEAN, IMAGENET_STD, device="cpu")
     epoch = [0]
 
@@ -53,7 +49,18 @@ def _worker_batches(dataset, args: argparse.Namespace):
         for batch in loader:
             yield prep(batch.images)
 
-    return batches, len(dataset)
+    return batches
+
+
+def _worker_batches(dataset, args: argparse.Namespace):
+    """Our loader over `dataset` in --workers processes, normalised on the batch: (epoch iterator, size)."""
+    from resnets.data.loader import build_loader
+    from resnets.data.samplers import ShuffleSampler
+
+    sampler = ShuffleSampler(len(dataset), seed=0)
+    loader = build_loader(dataset, batch_size=args.batch_size, sampler=sampler, num_workers=args.workers,
+                          drop_last=True, persistent_workers=args.workers > 0)
+    return _epochs(sampler, loader), len(dataset)
 
 
 def build_ours(data: Path, args: argparse.Namespace):
@@ -83,22 +90,12 @@ def build_ours_device(data: Path, args: argparse.Namespace):
     from resnets.data.build import build_dataset
     from resnets.data.cache import CacheConfig, cache_dataset
     from resnets.data.device_loader import DeviceBatches
-    from resnets.data.loader import BatchPreprocessor
     from resnets.data.samplers import ShuffleSampler
 
     dataset, _ = cache_dataset(build_dataset(str(data), "train", None), CacheConfig("ram"))
     sampler = ShuffleSampler(len(dataset), seed=0, drop_last=True)
     loader = DeviceBatches(dataset, sampler, args.batch_size, BatchAugment(_config(args)), device=torch.device("cpu"))
-    prep = BatchPreprocessor(IMAGENET_MEAN, IMAGENET_STD, device="cpu")
-    epoch = [0]
-
-    def batches():
-        sampler.set_epoch(epoch[0])
-        epoch[0] += 1
-        for batch in loader:
-            yield prep(batch.images)
-
-    return batches, len(dataset)
+    return _epochs(sampler, loader), len(dataset)
 
 
 def _config(args: argparse.Namespace):
